@@ -1,0 +1,108 @@
+"""Plain-data events the engine sends to a listener (the terminal or the window).
+
+They carry only numbers, strings, lists and dicts of those, so they cross thread
+boundaries (and Qt signals) without surprises. A listener is any callable that
+takes one event; it is called on the training thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+
+@dataclass(frozen=True)
+class ExperimentStarted:
+    """An experiment folder exists and its runs are about to start."""
+
+    experiment_dir: str
+    batch_sizes: list[int]
+    total_runs: int
+    train_samples: int
+    val_samples: int
+    classes: list[str]
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """One batch size (one repeat) starts training from the shared initial weights."""
+
+    run_index: int
+    batch_size: int
+    repeat: int
+    seed: int
+    epochs: int
+    steps_per_epoch: int
+    train_samples: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Throttled progress inside an epoch (a few per second at most)."""
+
+    run_index: int
+    batch_size: int
+    epoch: int  # 1-based
+    step: int  # 1-based within the epoch
+    steps_per_epoch: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+    elapsed_s: float  # since the run started
+    eta_s: float  # to the end of the run's epoch budget (an upper bound with early stopping)
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    """An epoch finished; ``entry`` is exactly the history entry written to the record."""
+
+    run_index: int
+    batch_size: int
+    entry: dict[str, Any]
+    best_val_accuracy: float
+    best_epoch: int
+    images_per_s: float
+    eta_s: float
+    improved: bool  # a new best checkpoint was written
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """A run ended: ``status`` is completed, stopped or failed (then ``error`` says why)."""
+
+    run_index: int
+    batch_size: int
+    status: str
+    error: Optional[str]
+    best: Optional[dict[str, Any]]
+    checkpoint: Optional[str]
+    epochs_run: int
+
+
+@dataclass(frozen=True)
+class ExperimentFinished:
+    """All runs are done (or the experiment was stopped)."""
+
+    experiment_dir: str
+    status: str  # completed | stopped | failed
+
+
+@dataclass(frozen=True)
+class LogMessage:
+    """Anything worth telling the user that is not a metric."""
+
+    level: str  # info | warning | error
+    text: str
+
+
+Event = Union[
+    ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunFinished, ExperimentFinished, LogMessage
+]
+Listener = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """A listener for callers that do not care about progress."""

@@ -1,0 +1,49 @@
+"""Check an experiment's data and settings before any training: user errors surface first.
+
+Nothing here imports TensorFlow at module level, so the command line answers a
+bad folder or setting in a moment, with one line and no TensorFlow start-up noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from engine import fairness
+from engine.config import ExperimentConfig
+from engine.dataset import LoadedDataset, load_dataset
+from engine.devices import DeviceFacts, PrecisionChoice, choose_precision, detect
+from engine.events import Listener, LogMessage, ignore
+from engine.split import stratified_split
+from engine.stop import StopToken
+
+
+@dataclass
+class Prepared:
+    """What every run of an experiment shares."""
+
+    config: ExperimentConfig
+    data: LoadedDataset
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    facts: DeviceFacts
+    precision: PrecisionChoice
+    reference_batch: int
+
+
+def prepare(config: ExperimentConfig, listener: Listener = ignore, stop: Optional[StopToken] = None) -> Prepared:
+    """Validate settings and data; raises ConfigError, DatasetError or SplitError with one clear line."""
+    config.validate()
+    data = load_dataset(config.data_dir, config.image_size, cache_dir=Path(config.out) / ".cache", stop=stop)
+    labels = np.asarray(data.labels)
+    train_idx, val_idx = stratified_split(labels, data.report.classes, config.val_split, config.seed)
+    for size in config.batch_sizes:
+        if size > len(train_idx):
+            listener(LogMessage("warning", f"batch size {size} exceeds the {len(train_idx)} training images: "
+                                           "each epoch is one full-batch step"))
+    facts = detect()
+    return Prepared(config, data, train_idx, val_idx, facts, choose_precision(config.precision, facts),
+                    fairness.reference_batch(config.batch_sizes, config.lr_reference_batch))

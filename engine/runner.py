@@ -1,0 +1,308 @@
+"""Run one experiment: the same CNN, the same initial weights and split, once per batch size.
+
+The runner owns the experiment folder: ``experiment.json`` (rewritten atomically
+after every epoch), the shared initial weights, and per run a best checkpoint
+and TensorBoard scalars. A run that fails is recorded as failed and the next
+one starts; only user errors found before training (bad data, bad settings)
+are raised.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from engine import atomic, fairness, lr_schedule, record as rec
+from engine.callbacks import RunMonitor, TrainingFailed
+from engine.config import ExperimentConfig
+from engine.devices import describe
+from engine.events import (EpochEnded, ExperimentFinished, ExperimentStarted, Listener, LogMessage,
+                           RunFinished, RunStarted, ignore)
+from engine.model import build_seed_cnn, file_sha256, weights_sha256
+from engine.pipeline import Augmentation, build_augmenter, make_dataset, steps_per_epoch
+from engine.prepare import Prepared, prepare
+from engine.split import split_digest
+from engine.stop import StopRequested, StopToken
+
+CHECKPOINT_NAME = "best.keras"
+
+
+def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
+                   stop: Optional[StopToken] = None, prepared: Optional[Prepared] = None) -> Path:
+    """Train every (repeat, batch size) in turn; return the experiment folder.
+
+    ``prepared`` lets a caller check data and settings first (engine.prepare) and
+    report user errors before TensorFlow is even loaded.
+    """
+    stop = stop or StopToken()
+    prepared = prepared or prepare(config, listener, stop)
+    experiment_dir = create_experiment_dir(Path(config.out), config)
+    record = new_record(prepared, experiment_dir)
+    rec.save(experiment_dir, record)
+    Experiment(prepared, experiment_dir, record, listener, stop).run()
+    return experiment_dir
+
+
+def create_experiment_dir(out: Path, config: ExperimentConfig) -> Path:
+    """A fresh folder per experiment; mkdir is atomic, so two writers never share one."""
+    out.mkdir(parents=True, exist_ok=True)
+    data_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(config.data_dir).resolve().name)[:40] or "data"
+    stem = config.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{data_name}-bs{'-'.join(map(str, config.batch_sizes))}"
+    for attempt in range(1000):
+        candidate = out / (stem if attempt == 0 else f"{stem}-{attempt + 1}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{out}: could not create a new experiment folder named {stem}")
+
+
+def new_record(p: Prepared, experiment_dir: Path) -> dict[str, Any]:
+    report = p.data.report
+    seeds = fairness.repeat_seeds(p.config.seed, p.config.repeats)
+    runs = [rec.new_run(i, size, repeat, seed)
+            for i, (repeat, seed, size) in enumerate((r, s, b) for r, s in enumerate(seeds)
+                                                     for b in p.config.batch_sizes)]
+    from engine import __version__
+
+    return {
+        "schema_version": rec.SCHEMA_VERSION,
+        "app": f"BatchLab {__version__}",
+        "id": experiment_dir.name,
+        "created": rec.utc_now(),
+        "updated": rec.utc_now(),
+        "status": "running",
+        "config": p.config.to_dict(),
+        "augmentation": Augmentation().to_dict() if p.config.augment else None,
+        "dataset": {
+            **report.to_record(),
+            "train_count": int(len(p.train_idx)),
+            "val_count": int(len(p.val_idx)),
+            "split_sha256": split_digest(report.files, p.train_idx, p.val_idx),
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "platform": platform.platform(),
+            "hostname": socket.gethostname(),
+            "devices": [d.name for d in tf.config.list_logical_devices()],
+            "device": describe(p.facts),
+            "precision": p.precision.label,
+            "precision_reason": p.precision.reason,
+        },
+        "reference_batch": p.reference_batch,
+        "target_accuracy": None,
+        "runs": runs,
+    }
+
+
+class Experiment:
+    """Drives the runs of one experiment folder and keeps its record current."""
+
+    def __init__(self, p: Prepared, experiment_dir: Path, record: dict[str, Any], listener: Listener,
+                 stop: StopToken) -> None:
+        self.p = p
+        self.dir = experiment_dir
+        self.record = record
+        self.listener = listener
+        self.stop = stop
+
+    def run(self) -> None:
+        cfg = self.p.config
+        self.listener(ExperimentStarted(
+            experiment_dir=str(self.dir), batch_sizes=list(cfg.batch_sizes), total_runs=len(self.record["runs"]),
+            train_samples=int(len(self.p.train_idx)), val_samples=int(len(self.p.val_idx)),
+            classes=list(self.p.data.report.classes), device=self.record["environment"]["device"],
+            precision=self.p.precision.label))
+        try:
+            for run in self.record["runs"]:
+                if run["status"] in ("completed", "failed"):
+                    continue
+                if self.stop.is_set():
+                    break
+                self.train(run)
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        runs = self.record["runs"]
+        self.record["target_accuracy"] = self.target_accuracy()
+        for run in runs:
+            run["time_to_target"] = (fairness.time_to_target(run["history"], self.record["target_accuracy"])
+                                     if self.record["target_accuracy"] is not None else None)
+        statuses = {r["status"] for r in runs}
+        if self.stop.is_set() or "stopped" in statuses or "pending" in statuses:
+            status = "stopped"
+        elif statuses == {"failed"}:
+            status = "failed"
+        else:
+            status = "completed"
+        self.record["status"] = status
+        rec.save(self.dir, self.record)
+        self.listener(ExperimentFinished(str(self.dir), status))
+
+    def target_accuracy(self) -> Optional[float]:
+        if self.p.config.target_accuracy is not None:
+            return self.p.config.target_accuracy
+        bests = [r["best"]["val_accuracy"] for r in self.record["runs"] if r.get("best")]
+        return fairness.default_target(bests)
+
+    def train(self, run: dict[str, Any]) -> None:
+        """One run, isolated: any error becomes this run's failed status and the next run goes on."""
+        cfg = self.p.config
+        run_dir = self.dir / run_folder(run["batch_size"], run["repeat"], cfg.repeats)
+        run.update(status="running", error=None, started=rec.utc_now(),
+                   device=self.record["environment"]["device"], precision=self.p.precision.label,
+                   tensorboard=run_dir.relative_to(self.dir).as_posix())
+        rec.save(self.dir, self.record)
+        try:
+            self.fit(run, run_dir)
+            run["status"] = "completed"
+        except (StopRequested, KeyboardInterrupt) as exc:
+            run["status"] = "stopped"
+            run["error"] = str(exc) or "stopped by the user"
+            if isinstance(exc, KeyboardInterrupt):
+                self.stop.set()
+        except Exception as exc:  # noqa: BLE001 - one run's failure must not end the experiment
+            run["status"] = "failed"
+            run["error"] = describe_error(exc)
+            self.listener(LogMessage("error", f"batch size {run['batch_size']}: {run['error']}"))
+        finally:
+            run["finished"] = rec.utc_now()
+            rec.save(self.dir, self.record)
+            self.listener(RunFinished(run["run_index"], run["batch_size"], run["status"], run["error"],
+                                      run["best"], run["checkpoint"], run["epochs_run"]))
+            keras.backend.clear_session()
+            gc.collect()
+
+    def fit(self, run: dict[str, Any], run_dir: Path) -> None:
+        cfg, p = self.p.config, self.p
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(run["seed"])
+        keras.mixed_precision.set_global_policy(p.precision.policy)
+        model = build_seed_cnn(cfg.image_size, len(p.data.report.classes), seed=run["seed"])
+        weights = self.initial_weights(model, run["seed"])
+        run["initial_weights_sha256"] = weights_sha256(model)
+        run["initial_weights_file"] = weights.relative_to(self.dir).as_posix()
+        size = run["batch_size"]
+        lr = lr_schedule.scaled_lr(cfg.lr, size, p.reference_batch, cfg.lr_scaling)
+        steps = steps_per_epoch(len(p.train_idx), size)
+        epochs = fairness.planned_epochs(cfg.budget, cfg.epochs, size, p.reference_batch, len(p.train_idx))
+        run.update(lr=lr, steps_per_epoch=steps, epochs_planned=epochs, train_samples=int(len(p.train_idx)))
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"], jit_compile=False)  # XLA measured 4x slower on CPU
+        augmenter = build_augmenter(Augmentation(), run["seed"]) if cfg.augment else None
+        train_ds = make_dataset(p.data.images, p.data.labels, p.train_idx, size, shuffle_seed=run["seed"],
+                                augmenter=augmenter)
+        val_ds = make_dataset(p.data.images, p.data.labels, p.val_idx, size)
+        writer = tf.summary.create_file_writer(str(run_dir))
+        monitor = RunMonitor(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps, epochs=epochs,
+                             listener=self.listener, stop=self.stop,
+                             on_epoch=lambda epoch, logs, seconds, train_seconds: self.end_epoch(
+                                 run, run_dir, model, writer, epoch, logs, seconds, train_seconds, monitor),
+                             time_budget_s=cfg.budget_seconds if cfg.budget == "time" else None)
+        callbacks: list[keras.callbacks.Callback] = [monitor]
+        if cfg.warmup_epochs > 0:
+            callbacks.append(lr_schedule.WarmupCallback(lr, cfg.warmup_epochs, steps))
+        if cfg.patience > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                           patience=cfg.patience, restore_best_weights=True))
+        if cfg.noise_scale:
+            from engine.noise_scale import NoiseScaleCallback
+
+            callbacks.insert(0, NoiseScaleCallback(train_ds, batch_size=size))
+        self.listener(RunStarted(run["run_index"], size, run["repeat"], run["seed"], epochs, steps,
+                                 int(len(p.train_idx)), lr))
+        rec.save(self.dir, self.record)
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
+                      callbacks=callbacks)  # tf.data reshuffles every epoch itself
+        finally:
+            writer.close()
+
+    def initial_weights(self, model: keras.Model, seed: int) -> Path:
+        """Save the first build's weights per seed; every later run loads exactly those."""
+        path = self.dir / "initial" / f"seed{seed}.weights.h5"
+        if path.exists():
+            model.load_weights(path)
+        else:
+            atomic.write_with_suffix(path, model.save_weights, ".weights.h5")
+        return path
+
+    def end_epoch(self, run: dict[str, Any], run_dir: Path, model: keras.Model, writer: Any, epoch: int,
+                  logs: dict[str, Any], seconds: float, train_seconds: float, monitor: RunMonitor) -> None:
+        """Record the epoch, save the best checkpoint atomically, log scalars, tell the listener."""
+        history = run["history"]
+        prev = history[-1] if history else {"steps": 0, "samples": 0, "elapsed": 0.0}
+        samples = int(len(self.p.train_idx))
+        steps = run["steps_per_epoch"]
+        if monitor.out_of_time:  # the last epoch was cut short by the time budget
+            steps = int(model.optimizer.iterations.numpy()) - prev["steps"]
+            samples = min(samples, steps * run["batch_size"])
+        entry = {
+            "epoch": epoch,
+            "loss": rec.clean_number(float(logs.get("loss", float("nan")))),
+            "accuracy": rec.clean_number(float(logs.get("accuracy", float("nan")))),
+            "val_loss": rec.clean_number(float(logs.get("val_loss", float("nan")))),
+            "val_accuracy": rec.clean_number(float(logs.get("val_accuracy", float("nan")))),
+            "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+            "steps": prev["steps"] + steps,
+            "samples": prev["samples"] + samples,
+            "seconds": round(seconds, 4),
+            "elapsed": round(prev["elapsed"] + seconds, 4),
+            "images_per_s": round(samples / train_seconds, 2) if train_seconds > 0 else None,
+        }
+        for key in ("noise_scale", "gns_trace", "gns_grad_sq"):
+            if key in logs:
+                entry[key] = rec.clean_number(float(logs[key]))
+        history.append(entry)
+        best = run["best"]
+        improved = entry["val_accuracy"] is not None and (best is None or entry["val_accuracy"] > best["val_accuracy"])
+        if improved:
+            checkpoint = run_dir / CHECKPOINT_NAME
+            atomic.write_with_suffix(checkpoint, model.save, ".keras")
+            run["best"] = {"epoch": epoch, "val_accuracy": entry["val_accuracy"], "val_loss": entry["val_loss"]}
+            run["checkpoint"] = checkpoint.relative_to(self.dir).as_posix()
+            run["checkpoint_sha256"] = file_sha256(checkpoint)
+        run["epochs_run"] = len(history)
+        run["seconds_per_epoch"] = round(sum(h["seconds"] for h in history) / len(history), 4)
+        rates = [h["images_per_s"] for h in history if h["images_per_s"]]
+        run["images_per_s"] = round(sum(rates) / len(rates), 2) if rates else None
+        with writer.as_default(step=epoch):
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "images_per_s", "noise_scale"):
+                if entry.get(key) is not None:
+                    tf.summary.scalar(key, entry[key])
+        writer.flush()
+        rec.save(self.dir, self.record)
+        now = time.perf_counter()
+        self.listener(EpochEnded(run["run_index"], run["batch_size"], dict(entry), run["best"]["val_accuracy"]
+                                 if run["best"] else float("nan"), run["best"]["epoch"] if run["best"] else 0,
+                                 entry["images_per_s"] or 0.0, monitor.eta_s(now), improved))
+
+
+def run_folder(batch_size: int, repeat: int, repeats: int) -> str:
+    """``bs32`` (or ``bs32-r2`` with repeats): one TensorBoard run per batch size."""
+    return f"bs{batch_size}" if repeats == 1 else f"bs{batch_size}-r{repeat + 1}"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line: out-of-memory gets advice, TensorFlow's long messages are cut."""
+    if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
+        return "out of memory at this batch size (try a smaller batch size or image size)"
+    if isinstance(exc, TrainingFailed):
+        return str(exc)
+    text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first[:300]}"

@@ -1,0 +1,67 @@
+"""The engine stays importable without Qt, and user errors come out as one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, ExperimentConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_engine_imports_no_qt():
+    code = ("import sys, engine.runner, engine.cli, engine.dataset, engine.record, engine.terminal\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6'))\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_sizes": []}, "batch sizes: give at least one"),
+    ({"batch_sizes": [32, 0]}, "batch sizes: 0 is not a positive whole number"),
+    ({"batch_sizes": [32, 32, 8]}, "batch sizes: 32 given more than once"),
+    ({"epochs": 0}, "epochs: 0 must be a whole number at least 1"),
+    ({"val_split": 1.0}, "validation split: 1.0 must be between 0 and 1"),
+    ({"lr": -1.0}, "learning rate: -1.0 must be positive"),
+    ({"image_size": 8}, "image size: 8 must be a whole number between 16 and 1024"),
+    ({"budget": "time"}, "budget: 'time' needs a positive number of seconds"),
+    ({"precision": "fp8"}, "precision: 'fp8' is not one of auto, fp32, mixed"),
+])
+def test_bad_settings_name_the_setting(overrides, message):
+    values = {"data_dir": "x", "batch_sizes": [32]}
+    values.update(overrides)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ExperimentConfig(**values).validate()
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_missing_folder_is_one_line_and_exit_2(tmp_path):
+    done = run_cli("run", str(tmp_path / "nope"), "--batch-sizes", "8", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert str(tmp_path / "nope") in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_split_leaving_a_class_without_validation_is_refused(tmp_path):
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class=2)
+    done = run_cli("run", str(data), "--batch-sizes", "8", "--val-split", "0.1", "--image-size", "32",
+                   "--out", str(tmp_path / "o"))
+    assert done.returncode == 2, done.stderr
+    assert "class 'class_0'" in done.stderr and "none for validation" in done.stderr
+    out = tmp_path / "o"
+    assert not out.exists() or [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_bad_batch_size_on_the_command_line(tmp_path):
+    done = run_cli("run", str(tmp_path), "--batch-sizes", "32", "x")
+    assert done.returncode == 2 and "'x' is not a whole number" in done.stderr

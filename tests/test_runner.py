@@ -1,0 +1,185 @@
+"""Real tiny experiments through the engine: record, fairness, isolation, stop, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from engine import record as rec
+from engine.config import ExperimentConfig
+from engine.events import EpochEnded, ExperimentFinished, RunFinished, RunStarted
+from engine.runner import run_experiment
+from engine.stop import StopToken
+
+
+def config(data: Path, out: Path, **overrides) -> ExperimentConfig:
+    values = dict(data_dir=str(data), batch_sizes=[4, 16], epochs=2, patience=5, image_size=32,
+                  val_split=0.25, out=str(out), precision="fp32")
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One real two-batch-size experiment shared by the record tests."""
+    from tests.conftest import write_image_folder
+
+    root = tmp_path_factory.mktemp("exp")
+    data = write_image_folder(root / "data")
+    events = []
+    exp = run_experiment(config(data, root / "out"), events.append)
+    return exp, rec.load(exp), events
+
+
+def test_record_has_the_documented_keys(finished):
+    exp, record, _ = finished
+    assert record["schema_version"] == rec.SCHEMA_VERSION
+    assert record["status"] == "completed"
+    assert record["dataset"]["classes"] == ["class_0", "class_1", "class_2"]
+    assert record["dataset"]["counts"] == {"class_0": 8, "class_1": 8, "class_2": 8}
+    assert record["dataset"]["train_count"] == 18 and record["dataset"]["val_count"] == 6
+    assert record["environment"]["tensorflow"] and record["environment"]["keras"].startswith("3")
+    assert record["environment"]["device"].startswith(("CPU", "GPU"))
+    assert [r["batch_size"] for r in record["runs"]] == [4, 16]
+    for run in record["runs"]:
+        assert run["status"] == "completed" and run["error"] is None
+        assert [h["epoch"] for h in run["history"]] == [1, 2]
+        for entry in run["history"]:
+            assert set(entry) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "steps",
+                                  "samples", "seconds", "elapsed"}
+            assert entry["lr"] == pytest.approx(0.001)
+        best = max(run["history"], key=lambda h: h["val_accuracy"])
+        assert run["best"]["val_accuracy"] == best["val_accuracy"]
+        assert (exp / run["checkpoint"]).is_file()
+        assert run["checkpoint"] == f"bs{run['batch_size']}/best.keras"
+        assert list((exp / run["tensorboard"]).glob("events.out.tfevents.*"))
+
+
+def test_every_batch_size_starts_from_the_same_weights(finished):
+    exp, record, _ = finished
+    digests = {r["initial_weights_sha256"] for r in record["runs"]}
+    assert len(digests) == 1 and None not in digests
+    model = keras.saving.load_model(exp / record["runs"][0]["checkpoint"], safe_mode=True)
+    from engine.model import weights_sha256
+
+    assert weights_sha256(model) not in digests  # it trained, so it moved away from the start
+
+
+def test_steps_and_samples_are_counted_per_batch_size(finished):
+    _, record, _ = finished
+    small, large = record["runs"]
+    assert [h["steps"] for h in small["history"]] == [5, 10]  # ceil(18 / 4) per epoch
+    assert [h["steps"] for h in large["history"]] == [2, 4]  # ceil(18 / 16)
+    for run in record["runs"]:
+        assert [h["samples"] for h in run["history"]] == [18, 36]
+
+
+def test_events_come_in_order_and_match_the_record(finished):
+    exp, record, events = finished
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "ExperimentStarted" and kinds[-1] == "ExperimentFinished"
+    epochs = [e for e in events if isinstance(e, EpochEnded)]
+    assert [(e.batch_size, e.entry["epoch"]) for e in epochs] == [(4, 1), (4, 2), (16, 1), (16, 2)]
+    assert epochs[-1].entry == record["runs"][1]["history"][-1]
+    assert [e.status for e in events if isinstance(e, RunFinished)] == ["completed", "completed"]
+
+
+def test_a_failing_run_is_recorded_and_the_next_one_completes(tiny_data, tmp_path):
+    def listener(event):
+        if isinstance(event, EpochEnded) and event.batch_size == 4:
+            raise RuntimeError("simulated callback fault")
+
+    exp = run_experiment(config(tiny_data, tmp_path / "out", epochs=1), listener)
+    record = rec.load(exp)
+    failed, ok = record["runs"]
+    assert failed["status"] == "failed" and "simulated callback fault" in failed["error"]
+    assert ok["status"] == "completed" and len(ok["history"]) == 1
+    assert record["status"] == "completed"
+
+
+def test_stop_token_stops_the_experiment_and_keeps_the_record(tiny_data, tmp_path):
+    stop = StopToken()
+    events = []
+
+    def listener(event):
+        events.append(event)
+        if isinstance(event, EpochEnded) and event.entry["epoch"] == 1:
+            stop.set()
+
+    exp = run_experiment(config(tiny_data, tmp_path / "out", epochs=3), listener, stop)
+    record = rec.load(exp)
+    first, second = record["runs"]
+    assert first["status"] == "stopped" and len(first["history"]) == 1
+    assert second["status"] == "pending" and second["history"] == []
+    assert record["status"] == "stopped"
+    assert (exp / first["checkpoint"]).is_file()
+    assert isinstance(events[-1], ExperimentFinished) and events[-1].status == "stopped"
+
+
+def test_stop_takes_effect_within_one_batch(tiny_data):
+    """The monitor raises at the next batch boundary after the token is set."""
+    from engine.callbacks import RunMonitor
+    from engine.stop import StopRequested
+
+    stop = StopToken()
+    began = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            began.append(batch)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                stop.set()
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    monitor = RunMonitor(run_index=0, batch_size=1, steps_per_epoch=50, epochs=1, listener=lambda e: None,
+                         stop=stop, on_epoch=lambda *a: None)
+    x, y = np.zeros((50, 4), "float32"), np.zeros(50, "int32")
+    with pytest.raises(StopRequested):
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[monitor, Probe()])
+    assert began == [0, 1, 2]  # batch 3 never trained
+
+
+def test_record_and_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    """A write that dies half-way leaves the previous complete file, never a torn one."""
+    from engine import atomic
+
+    target = tmp_path / "experiment.json"
+    atomic.write_json(target, {"runs": [1]})
+
+    real_write = Path.write_bytes
+
+    def disk_fills_half_way(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_fills_half_way)
+    with pytest.raises(OSError):
+        atomic.write_json(target, {"runs": [1, 2]})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"runs": [1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["experiment.json"]
+
+    def half_then_crash(path):
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    checkpoint = tmp_path / "best.keras"
+    checkpoint.write_bytes(b"previous good checkpoint")
+    with pytest.raises(OSError):
+        atomic.write_with_suffix(checkpoint, half_then_crash, ".keras")
+    assert checkpoint.read_bytes() == b"previous good checkpoint"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_run_started_reports_the_planned_steps(tiny_data, tmp_path):
+    events = []
+    run_experiment(config(tiny_data, tmp_path / "out", batch_sizes=[32], epochs=1), events.append)
+    started = [e for e in events if isinstance(e, RunStarted)]
+    assert [(e.batch_size, e.steps_per_epoch, e.train_samples) for e in started] == [(32, 1, 18)]
