@@ -25,6 +25,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def device_name(text: str) -> str:
+    """``0`` or ``gpu:0`` -> ``GPU:0``; ``cpu:0`` -> ``CPU:0`` (the form the config and TensorFlow use)."""
+    name = text.strip().upper()
+    return f"GPU:{name}" if name.isdigit() else name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="BatchLab: which batch size, with evidence. "
                                      "Without a command, opens the window.")
@@ -70,6 +76,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="val accuracy for time-to-target (default: 95%% of the best run)")
     run.add_argument("--noise-scale", action="store_true", help="estimate the gradient noise scale (costs time)")
     run.add_argument("--name", default=None, help="experiment folder name (default: time, data and sizes)")
+    run.add_argument("--devices", nargs="+", type=device_name, default=None, metavar="DEVICE",
+                     help="devices to train on, e.g. 0 1 or GPU:0 GPU:1 (default: every GPU; several "
+                          "split each batch between them)")
+    run.add_argument("--parallel", action="store_true",
+                     help="train the batch sizes at the same time, one per device, instead of splitting batches")
     run.add_argument("--resume", metavar="EXPERIMENT_DIR", default=None,
                      help="continue an interrupted experiment")
 
@@ -120,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> "ExperimentConfig":
         augment=not args.no_augment, out=args.out, precision=args.precision, lr_scaling=args.lr_scaling,
         lr_reference_batch=args.lr_reference_batch, warmup_epochs=args.warmup_epochs, budget=args.budget,
         budget_seconds=args.budget_seconds, repeats=args.repeats, target_accuracy=args.target_accuracy,
-        noise_scale=args.noise_scale, name=args.name,
+        noise_scale=args.noise_scale, name=args.name, devices=args.devices, parallel=args.parallel,
     ).validate()
 
 

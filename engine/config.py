@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
@@ -38,6 +39,8 @@ class ExperimentConfig:
     target_accuracy: Optional[float] = None  # None: 95% of the best val accuracy any run reached
     noise_scale: bool = False
     name: Optional[str] = None
+    devices: Optional[list[str]] = None  # None: every visible GPU (several: MirroredStrategy)
+    parallel: bool = False  # train the batch sizes at once, one process per device
 
     def validate(self) -> "ExperimentConfig":
         """Raise ConfigError for the first bad setting; return self to allow chaining."""
@@ -73,6 +76,14 @@ class ExperimentConfig:
             raise ConfigError("budget: 'time' needs a positive number of seconds per run")
         if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:
             raise ConfigError(f"target accuracy: {self.target_accuracy} must be in (0, 1]")
+        if self.devices is not None:
+            if not self.devices:
+                raise ConfigError("devices: give at least one, e.g. GPU:0, or leave unset for every GPU")
+            for device in self.devices:
+                if not isinstance(device, str) or not re.fullmatch(r"(GPU|CPU):\d+", device):
+                    raise ConfigError(f"devices: {device!r} is not a device name like GPU:0 or CPU:0")
+            if len(set(self.devices)) != len(self.devices):
+                raise ConfigError("devices: a device is given more than once")
         return self
 
     def to_dict(self) -> dict[str, Any]:

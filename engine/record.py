@@ -39,6 +39,7 @@ from engine import atomic
 SCHEMA_VERSION = 1
 RECORD_NAME = "experiment.json"
 RUN_STATUSES = ("pending", "running", "completed", "stopped", "failed")
+EXPERIMENT_STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
@@ -88,7 +89,11 @@ def new_run(run_index: int, batch_size: int, repeat: int, seed: int) -> dict[str
 def save(experiment_dir: Path, record: dict[str, Any]) -> None:
     """Rewrite the record atomically: a crash leaves the previous complete version."""
     record["updated"] = utc_now()
-    atomic.write_json(Path(experiment_dir) / RECORD_NAME, record)
+    path = Path(experiment_dir) / RECORD_NAME
+    try:
+        atomic.write_json(path, record)
+    except OSError as exc:  # name the record, not the temporary file the write failed in
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def inside(experiment_dir: Path, relative: Optional[str]) -> Optional[Path]:
@@ -118,15 +123,18 @@ def load(experiment_dir: Path | str) -> dict[str, Any]:
     try:
         if path.stat().st_size > MAX_RECORD_BYTES:
             raise RecordError(f"{path}: larger than {MAX_RECORD_BYTES // 2**20} MiB; refused")
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise RecordError(f"{path}: no experiment record here") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecordError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RecordError(f"{path}: cannot be read as JSON ({exc})") from None
     _check_shape(path, record)
     for run in record["runs"]:
-        for key in ("checkpoint", "tensorboard"):
+        for key in ("checkpoint", "tensorboard", "initial_weights_file"):
             inside(experiment_dir, run.get(key))
+    _fill_defaults(experiment_dir, record)
     if record.get("status") == "running" or any(r.get("status") == "running" for r in record["runs"]):
         record["status"] = "interrupted"
     return record
@@ -141,6 +149,8 @@ def _check_shape(path: Path, record: Any) -> None:
     if version > SCHEMA_VERSION:
         raise RecordError(f"{path}: written by a newer BatchLab (schema {version}, this one reads up to "
                           f"{SCHEMA_VERSION}); update BatchLab to open it")
+    if "status" in record and record["status"] not in EXPERIMENT_STATUSES:
+        raise RecordError(f"{path}: status {_short(record['status'])} is not one of {EXPERIMENT_STATUSES}")
     for key, kind in (("config", dict), ("dataset", dict), ("runs", list)):
         if not isinstance(record.get(key), kind):
             raise RecordError(f"{path}: '{key}' is missing or not a {kind.__name__}")
@@ -154,5 +164,59 @@ def _check_shape(path: Path, record: Any) -> None:
         history = run.get("history", [])
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise RecordError(f"{path}: runs[{i}].history is not a list of epochs")
-        run.setdefault("history", history)
-        run.setdefault("repeat", 0)
+        for key, kinds in _RUN_TYPES.items():
+            if key in run and not _is(run[key], kinds):
+                raise RecordError(f"{path}: runs[{i}].{key} {_short(run[key])} has the wrong type")
+        for n, entry in enumerate(history):
+            for key, value in entry.items():
+                if key in _HISTORY_NUMBERS and value is not None and not _is(value, (int, float)):
+                    raise RecordError(f"{path}: runs[{i}].history[{n}].{key} {_short(value)} is not a number")
+        best = run.get("best")
+        if best is not None and not _is(best.get("val_accuracy"), (int, float)):
+            raise RecordError(f"{path}: runs[{i}].best.val_accuracy is not a number")
+
+
+_HISTORY_NUMBERS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "steps", "samples", "seconds",
+                    "elapsed", "images_per_s", "noise_scale", "gns_trace", "gns_grad_sq")
+_RUN_TYPES: dict[str, tuple[type, ...]] = {
+    "run_index": (int,), "repeat": (int,), "seed": (int,), "epochs_run": (int,), "replicas": (int,),
+    "epochs_planned": (int, type(None)), "steps_per_epoch": (int, type(None)),
+    "train_samples": (int, type(None)), "lr": (int, float, type(None)),
+    "seconds_per_epoch": (int, float, type(None)), "images_per_s": (int, float, type(None)),
+    "best": (dict, type(None)), "error": (str, type(None)), "device": (str, type(None)),
+    "precision": (str, type(None)), "started": (str, type(None)), "finished": (str, type(None)),
+}
+
+
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    """isinstance that does not count True/False as numbers (JSON has real booleans)."""
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _refuse_constant(token: str) -> Any:
+    """Python's json reads NaN and Infinity; other tools do not, so such a record is refused."""
+    raise ValueError(f"{token} is not standard JSON")
+
+
+def _fill_defaults(experiment_dir: Path, record: dict[str, Any]) -> None:
+    """Give a record from an older BatchLab every key this version reads (in memory only)."""
+    record.setdefault("schema_version", 0)
+    record.setdefault("app", "BatchLab (unknown version)")
+    record.setdefault("id", Path(experiment_dir).name)
+    for key in ("created", "updated", "augmentation", "reference_batch", "target_accuracy"):
+        record.setdefault(key, None)
+    record.setdefault("environment", {})
+    for key, default in (("classes", []), ("counts", {}), ("skipped", [])):
+        record["dataset"].setdefault(key, default)
+    for i, run in enumerate(record["runs"]):
+        for key, value in new_run(i, run["batch_size"], 0, 0).items():
+            run.setdefault(key, value)
+        run["epochs_run"] = run["epochs_run"] or len(run["history"])
+    if "status" not in record:
+        statuses = {r["status"] for r in record["runs"]}
+        record["status"] = "completed" if statuses <= {"completed", "failed"} else "stopped"

@@ -9,6 +9,7 @@ are raised.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import platform
@@ -35,21 +36,28 @@ from engine.split import split_digest
 from engine.stop import StopRequested, StopToken
 
 CHECKPOINT_NAME = "best.keras"
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
-                   stop: Optional[StopToken] = None, prepared: Optional[Prepared] = None) -> Path:
+                   stop: Optional[StopToken] = None, prepared: Optional[Prepared] = None,
+                   placement: Optional[Any] = None) -> Path:
     """Train every (repeat, batch size) in turn; return the experiment folder.
 
     ``prepared`` lets a caller check data and settings first (engine.prepare) and
-    report user errors before TensorFlow is even loaded.
+    report user errors before TensorFlow is even loaded. ``placement``
+    (engine.distribute) defaults to what ``config.devices`` and ``config.parallel`` ask for.
     """
     stop = stop or StopToken()
     prepared = prepared or prepare(config, listener, stop)
+    from engine import distribute  # it imports this module, so only once this module is loaded
+
+    placement = placement or distribute.place(prepared.config, listener)
     experiment_dir = create_experiment_dir(Path(config.out), config)
     record = new_record(prepared, experiment_dir)
+    record["environment"]["distribution"] = placement.to_record()
     rec.save(experiment_dir, record)
-    Experiment(prepared, experiment_dir, record, listener, stop).run()
+    placement.experiment(prepared, experiment_dir, record, listener, stop).run()
     return experiment_dir
 
 
@@ -112,12 +120,16 @@ class Experiment:
     """Drives the runs of one experiment folder and keeps its record current."""
 
     def __init__(self, p: Prepared, experiment_dir: Path, record: dict[str, Any], listener: Listener,
-                 stop: StopToken) -> None:
+                 stop: StopToken, placement: Optional[Any] = None) -> None:
+        from engine.distribute import Placement  # it imports this module, so only once this module is loaded
+
+        self.placement = placement or Placement()  # default: one device, no strategy
         self.p = p
         self.dir = experiment_dir
         self.record = record
         self.listener = listener
         self.stop = stop
+        self.halted: Optional[OSError] = None  # a write failed (disk full): nothing more can be recorded
 
     def run(self) -> None:
         cfg = self.p.config
@@ -130,7 +142,7 @@ class Experiment:
             for run in self.record["runs"]:
                 if run["status"] in ("completed", "failed"):
                     continue
-                if self.stop.is_set():
+                if self.stop.is_set() or self.halted:
                     break
                 self.train(run)
         finally:
@@ -143,14 +155,16 @@ class Experiment:
             run["time_to_target"] = (fairness.time_to_target(run["history"], self.record["target_accuracy"])
                                      if self.record["target_accuracy"] is not None else None)
         statuses = {r["status"] for r in runs}
-        if self.stop.is_set() or "stopped" in statuses or "pending" in statuses:
+        if self.halted:
+            status = "failed"
+        elif self.stop.is_set() or "stopped" in statuses or "pending" in statuses:
             status = "stopped"
         elif statuses == {"failed"}:
             status = "failed"
         else:
             status = "completed"
         self.record["status"] = status
-        rec.save(self.dir, self.record)
+        self.save_record()
         self.listener(ExperimentFinished(str(self.dir), status))
 
     def target_accuracy(self) -> Optional[float]:
@@ -166,7 +180,7 @@ class Experiment:
         run.update(status="running", error=None, started=rec.utc_now(),
                    device=self.record["environment"]["device"], precision=self.p.precision.label,
                    tensorboard=run_dir.relative_to(self.dir).as_posix())
-        rec.save(self.dir, self.record)
+        self.save_record()
         try:
             self.fit(run, run_dir)
             run["status"] = "completed"
@@ -177,19 +191,30 @@ class Experiment:
                 self.stop.set()
         except Exception as exc:  # noqa: BLE001 - one run's failure must not end the experiment
             run["status"] = "failed"
-            run["error"] = describe_error(exc)
+            run["error"] = describe_error(exc, self.dir)
+            if is_storage_error(exc):
+                self.halted = exc
             self.listener(LogMessage("error", f"batch size {run['batch_size']}: {run['error']}"))
         finally:
             run["finished"] = rec.utc_now()
-            rec.save(self.dir, self.record)
+            self.save_record()
             self.listener(RunFinished(run["run_index"], run["batch_size"], run["status"], run["error"],
                                       run["best"], run["checkpoint"], run["epochs_run"]))
             keras.backend.clear_session()
             gc.collect()
 
+    def save_record(self) -> None:
+        """The one place the record is written (a parallel run's child sends it to its parent instead)."""
+        rec.save(self.dir, self.record)
+
     def fit(self, run: dict[str, Any], run_dir: Path) -> None:
+        """Train one run inside the placement's scope; on one device that scope adds nothing."""
+        keras.backend.clear_session()  # outside the scope: it resets the graph that holds the scope
+        with self.placement.scope():
+            self.fit_in_scope(run, run_dir)
+
+    def fit_in_scope(self, run: dict[str, Any], run_dir: Path) -> None:
         cfg, p = self.p.config, self.p
-        keras.backend.clear_session()
         keras.utils.set_random_seed(run["seed"])
         keras.mixed_precision.set_global_policy(p.precision.policy)
         model = build_seed_cnn(cfg.image_size, len(p.data.report.classes), seed=run["seed"])
@@ -200,13 +225,15 @@ class Experiment:
         lr = lr_schedule.scaled_lr(cfg.lr, size, p.reference_batch, cfg.lr_scaling)
         steps = steps_per_epoch(len(p.train_idx), size)
         epochs = fairness.planned_epochs(cfg.budget, cfg.epochs, size, p.reference_batch, len(p.train_idx))
-        run.update(lr=lr, steps_per_epoch=steps, epochs_planned=epochs, train_samples=int(len(p.train_idx)))
+        replicas = int(model.distribute_strategy.num_replicas_in_sync)  # what Keras really splits each batch over
+        run.update(lr=lr, steps_per_epoch=steps, epochs_planned=epochs, train_samples=int(len(p.train_idx)),
+                   replicas=replicas, per_replica_batch=-(-size // replicas))
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=False)  # XLA measured 4x slower on CPU
         augmenter = build_augmenter(Augmentation(), run["seed"]) if cfg.augment else None
-        train_ds = make_dataset(p.data.images, p.data.labels, p.train_idx, size, shuffle_seed=run["seed"],
-                                augmenter=augmenter)
-        val_ds = make_dataset(p.data.images, p.data.labels, p.val_idx, size)
+        train_ds = self.placement.dataset(make_dataset(p.data.images, p.data.labels, p.train_idx, size,
+                                                       shuffle_seed=run["seed"], augmenter=augmenter))
+        val_ds = self.placement.dataset(make_dataset(p.data.images, p.data.labels, p.val_idx, size))
         writer = tf.summary.create_file_writer(str(run_dir))
         monitor = RunMonitor(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps, epochs=epochs,
                              listener=self.listener, stop=self.stop,
@@ -225,7 +252,7 @@ class Experiment:
             callbacks.insert(0, NoiseScaleCallback(train_ds, batch_size=size))
         self.listener(RunStarted(run["run_index"], size, run["repeat"], run["seed"], epochs, steps,
                                  int(len(p.train_idx)), lr))
-        rec.save(self.dir, self.record)
+        self.save_record()
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
                       callbacks=callbacks)  # tf.data reshuffles every epoch itself
@@ -285,7 +312,7 @@ class Experiment:
                 if entry.get(key) is not None:
                     tf.summary.scalar(key, entry[key])
         writer.flush()
-        rec.save(self.dir, self.record)
+        self.save_record()
         now = time.perf_counter()
         self.listener(EpochEnded(run["run_index"], run["batch_size"], dict(entry), run["best"]["val_accuracy"]
                                  if run["best"] else float("nan"), run["best"]["epoch"] if run["best"] else 0,
@@ -297,8 +324,17 @@ def run_folder(batch_size: int, repeat: int, repeats: int) -> str:
     return f"bs{batch_size}" if repeats == 1 else f"bs{batch_size}-r{repeat + 1}"
 
 
-def describe_error(exc: BaseException) -> str:
+def is_storage_error(exc: BaseException) -> bool:
+    """A write the file system refused: retrying the next run would fail the same way."""
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def describe_error(exc: BaseException, folder: Optional[Path] = None) -> str:
     """One readable line: out-of-memory gets advice, TensorFlow's long messages are cut."""
+    if is_storage_error(exc):
+        where = exc.filename or folder or "the experiment folder"
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return f"disk full: {where}" if full else f"cannot write {where}: {exc.strerror}"
     if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
         return "out of memory at this batch size (try a smaller batch size or image size)"
     if isinstance(exc, TrainingFailed):

@@ -1,0 +1,77 @@
+"""Long-session memory: resident memory after each of N consecutive runs in one process.
+
+    python bench/memory_soak.py [--runs 10] [--mode runs|experiments] [--batch-size 16]
+                                [--image-size 32] [--epochs 1]
+
+``runs``: one experiment with N repeats of one batch size (the window's long
+comparison); ``experiments``: N one-run experiments in a row (a user pressing Run
+again and again). Prints RSS after each run and the growth from run 2 to the last,
+the figure the reliability contract bounds (< 10%); run 1 includes TensorFlow's
+one-time start-up, so it is the baseline's warm-up, not a leak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def rss_mib() -> float:
+    """Resident set size from /proc (Linux): what the OS counts against the process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmRSS (not Linux?)")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--mode", choices=("runs", "experiments"), default="runs")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from engine.config import ExperimentConfig
+    from engine.events import RunFinished
+    from engine.runner import run_experiment
+    from tests.conftest import write_image_folder
+
+    figures: list[float] = []
+
+    def listener(event: object) -> None:
+        if isinstance(event, RunFinished):
+            figures.append(rss_mib())
+            print(f"run {len(figures):2d} ({event.status}): RSS {figures[-1]:7.1f} MiB", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="batchlab-soak-") as tmp:
+        data = write_image_folder(Path(tmp) / "data", classes=3, per_class=16, size=args.image_size)
+
+        def config(repeats: int) -> ExperimentConfig:
+            return ExperimentConfig(data_dir=str(data), batch_sizes=[args.batch_size], epochs=args.epochs,
+                                    patience=0, image_size=args.image_size, out=str(Path(tmp) / "out"),
+                                    precision="fp32", repeats=repeats)
+
+        print(f"before any run: RSS {rss_mib():7.1f} MiB ({args.mode}, {args.runs} runs)", flush=True)
+        if args.mode == "runs":
+            run_experiment(config(args.runs), listener)
+        else:
+            for _ in range(args.runs):
+                run_experiment(config(1), listener)
+    if len(figures) >= 3:
+        growth = (figures[-1] - figures[1]) / figures[1] * 100
+        print(f"growth from run 2 to run {len(figures)}: {figures[-1] - figures[1]:+.1f} MiB ({growth:+.1f}%)")
+        steps = [b - a for a, b in zip(figures[1:], figures[2:])]
+        print(f"per run after run 2: mean {sum(steps) / len(steps):+.2f} MiB, max {max(steps):+.2f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,27 @@
+"""Start the window: ``python main.py`` with no arguments lands here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from gui.main_window import MainWindow
+
+ICON = Path(__file__).resolve().parent.parent / "resources" / "batchlab.svg"
+
+
+def main() -> int:
+    """Run the application until its window closes; returns the exit status."""
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setOrganizationName("BatchLab")
+    app.setApplicationName("BatchLab")
+    app.setStyle("Fusion")
+    if ICON.is_file():
+        app.setWindowIcon(QIcon(str(ICON)))
+    window = MainWindow(QSettings())
+    window.show()
+    return app.exec()

@@ -1,0 +1,505 @@
+"""BatchLab's main window: setup on the left, curves and results on the right, progress below.
+
+Live and reopened experiments go through the same path: a record-shaped dict whose run
+dicts feed the curves and the table (``show_record`` / ``live_record.apply_event``).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QScrollArea, QSplitter, QTabWidget, QToolBar, QToolButton, QVBoxLayout, QWidget)
+
+from engine import events as ev
+from engine import record as rec
+from engine.config import ConfigError, ExperimentConfig
+from engine.demo_data import DEFAULT_PER_CLASS, demo_data_exists, generate_demo_data
+from engine.stop import StopToken
+from gui import settings_store
+from gui.curves import CurvesView
+from gui.data_panel import DataPanel, Scan
+from gui.engine_worker import RunFunction, TaskWorker, TrainingWorker
+from gui.history_panel import HistoryPanel
+from gui.live_record import apply_event, start_record
+from gui.log_pane import LogPane
+from gui.progress_panel import ProgressPanel
+from gui.results_table import ResultsTable
+from gui.settings_panel import SettingsPanel
+
+NOTICE_STYLES = {
+    "info": "background: #E8F1FA; color: #0B3D66; border: 1px solid #B9D3EA;",
+    "warning": "background: #FFF4E0; color: #7A4100; border: 1px solid #F0C987;",
+    "error": "background: #FDECEA; color: #8E1F14; border: 1px solid #F1B0A8;",
+}
+
+
+class MainWindow(QMainWindow):
+    """The whole application window; engine work runs in QThreads owned here."""
+
+    def __init__(self, settings: QSettings, *, data_root: Path | str = "data",
+                 checkpoints: Path | str = "checkpoints", run: Optional[RunFunction] = None,
+                 scan: Optional[Scan] = None, demo_per_class: int = DEFAULT_PER_CLASS) -> None:
+        super().__init__()
+        self.settings = settings
+        self.data_root = Path(data_root)
+        self.checkpoints = Path(checkpoints)
+        self._run = run
+        self._demo_per_class = demo_per_class
+        self.worker: Optional[TrainingWorker] = None
+        self.demo_worker: Optional[TaskWorker] = None
+        self.record: Optional[dict[str, Any]] = None
+        self.record_dir: Optional[Path] = None
+        self._running_config: Optional[ExperimentConfig] = None
+        self._close_pending = False
+
+        self.setAcceptDrops(True)
+        self.data_panel = DataPanel(scan)
+        self.settings_panel = SettingsPanel()
+        self.history = HistoryPanel(self.checkpoints)
+        self.curves = CurvesView()
+        self.table = ResultsTable()
+        self.log = LogPane()
+        self.progress = ProgressPanel()
+        self.notice = QLabel()
+        self._build_actions()
+        self._build_layout()
+
+        self.data_panel.changed.connect(self._update_actions)
+        self.data_panel.demo_requested.connect(self.use_demo_data)
+        self.data_panel.folder_chosen.connect(self._abandon_demo)
+        self.settings_panel.changed.connect(self._on_settings_edit)
+        self.history.open_requested.connect(self.open_experiment)
+        self.table.run_selected.connect(lambda run: self.curves.highlight(run["run_index"] if run else None))
+        self._restore()
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def _build_actions(self) -> None:
+        self.start_action = QAction("Start", self, shortcut=QKeySequence("Ctrl+R"), triggered=self.start)
+        self.start_action.setStatusTip("Train every batch size (Ctrl+R)")
+        self.stop_action = QAction("Stop", self, shortcut=QKeySequence("Ctrl+."), triggered=self.stop)
+        self.stop_action.setStatusTip("Stop after the current batch; finished epochs are kept (Ctrl+.)")
+        self.open_action = QAction("Open experiment…", self, shortcut=QKeySequence("Ctrl+O"),
+                                   triggered=self.open_experiment_dialog)
+        self.open_action.setStatusTip("Show a past experiment's curves and results (Ctrl+O)")
+        self.choose_data_action = QAction("Choose data folder…", self, shortcut=QKeySequence("Ctrl+Shift+O"),
+                                          triggered=self.data_panel.choose_folder)
+        self.reuse_action = QAction("Reuse its settings", self, triggered=self.reuse_settings)
+        self.reuse_action.setStatusTip("Fill the setup with the settings and data folder of the experiment shown")
+        self.quit_action = QAction("Quit", self, shortcut=QKeySequence("Ctrl+Q"), triggered=self.close)
+
+        file_menu = self.menuBar().addMenu("&File")
+        for action in (self.choose_data_action, self.open_action, self.reuse_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        run_menu = self.menuBar().addMenu("&Run")
+        run_menu.addAction(self.start_action)
+        run_menu.addAction(self.stop_action)
+
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in (self.start_action, self.stop_action, None, self.open_action, self.reuse_action):
+            toolbar.addSeparator() if action is None else toolbar.addAction(action)
+        self.addToolBar(toolbar)
+        start_button = toolbar.widgetForAction(self.start_action)
+        start_button.setStyleSheet("QToolButton:enabled { font-weight: bold; color: #0B6E3B; }")
+        start_button.setMinimumWidth(72)
+
+    def _build_layout(self) -> None:
+        data_box = QGroupBox("Data")
+        QVBoxLayout(data_box).addWidget(self.data_panel)
+        settings_box = QGroupBox("Settings")
+        QVBoxLayout(settings_box).addWidget(self.settings_panel)
+        setup = QWidget()
+        setup_layout = QVBoxLayout(setup)
+        setup_layout.addWidget(data_box)
+        setup_layout.addWidget(settings_box)
+        setup_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(setup)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(scroll, "Setup")
+        self.side_tabs.addTab(self.history, "History")
+        self.side_tabs.currentChanged.connect(lambda i: self.history.refresh() if self.side_tabs.widget(i)
+                                              is self.history else None)
+        self.side_tabs.setMinimumWidth(330)
+
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        dismiss = QToolButton()
+        dismiss.setText("×")
+        dismiss.setAutoRaise(True)
+        dismiss.setToolTip("Dismiss")
+        dismiss.clicked.connect(self.hide_notice)
+        self.notice_bar = QFrame()
+        self.notice_bar.setObjectName("notice")
+        bar = QHBoxLayout(self.notice_bar)
+        bar.setContentsMargins(8, 4, 4, 4)
+        bar.addWidget(self.notice, 1)
+        bar.addWidget(dismiss, 0, Qt.AlignmentFlag.AlignTop)
+        self.notice_bar.hide()
+        # Views: later features (evaluation, advisor, export previews) add tabs here.
+        self.views = QTabWidget()
+        self.views.addTab(self.curves, "Curves")
+        self.details = QTabWidget()
+        self.details.addTab(self.table, "Results")
+        self.details.addTab(self.log, "Log")
+        self.right_split = QSplitter(Qt.Orientation.Vertical)
+        self.right_split.addWidget(self.views)
+        self.right_split.addWidget(self.details)
+        self.right_split.setStretchFactor(0, 3)
+        self.right_split.setStretchFactor(1, 1)
+        self.right_split.setSizes([440, 180])
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.notice_bar)
+        right_layout.addWidget(self.right_split, 1)
+
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.addWidget(self.side_tabs)
+        self.main_split.addWidget(right)
+        self.main_split.setStretchFactor(1, 1)
+        self.main_split.setSizes([360, 1000])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 4, 6, 0)
+        layout.addWidget(self.main_split, 1)
+        layout.addWidget(self.progress)
+        self.setCentralWidget(central)
+        self.resize(1340, 720)
+
+    # -- settings memory --------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        config = settings_store.load_config(self.settings)
+        if config is not None:
+            self.settings_panel.set_config(config)
+        geometry = self.settings.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        for key, splitter in (("window/main_split", self.main_split), ("window/right_split", self.right_split)):
+            state = self.settings.value(key)
+            if isinstance(state, QByteArray):
+                splitter.restoreState(state)
+        x_axis = self.settings.value("plots/x_axis")
+        if isinstance(x_axis, str):
+            self.curves.set_x_axis(x_axis)
+        self._on_settings_edit()
+        folder = settings_store.load_data_dir(self.settings)
+        if folder:
+            self.data_panel.set_folder(folder)
+        else:
+            self.use_demo_data()
+        self._show_title()
+
+    def save_settings(self) -> None:
+        if not self.settings_panel.problems():
+            settings_store.save_config(self.settings, self.settings_panel.config("", str(self.checkpoints)))
+        if self.data_panel.folder():
+            settings_store.save_data_dir(self.settings, self.data_panel.folder())
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/main_split", self.main_split.saveState())
+        self.settings.setValue("window/right_split", self.right_split.saveState())
+        self.settings.setValue("plots/x_axis", self.curves.x_axis())
+        self.settings.sync()
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def use_demo_data(self) -> None:
+        """Point the data panel at the bundled demo set, drawing it first (in a thread) if needed."""
+        if demo_data_exists(self.data_root):
+            self.data_panel.set_folder(str((self.data_root / "shapes").resolve()))
+            return
+        if self.demo_worker is not None:
+            return
+        root, per_class = self.data_root, self._demo_per_class
+
+        def draw(progress: Callable[[int, int], None], stop: StopToken) -> Path:
+            def report(done: int, total: int) -> None:
+                stop.raise_if_set()  # closing the window abandons the set; atomic_dir leaves nothing behind
+                progress(done, total)
+            return generate_demo_data(root, per_class=per_class, progress=report)
+
+        worker = TaskWorker(draw)
+        worker.progress.connect(lambda done, total: self._on_demo_progress(worker, done, total))
+        worker.succeeded.connect(lambda folder: self._on_demo_ready(worker, folder))
+        worker.failed.connect(self._on_demo_failed)
+        worker.finished.connect(self._on_demo_finished)
+        self.demo_worker = worker
+        self.data_panel.show_busy("Drawing the demo data set…", 0, 0)
+        self.log.add("info", f"First launch: drawing the demo data set in {self.data_root.resolve()}")
+        worker.start()
+
+    def _abandon_demo(self, _folder: str) -> None:
+        """The user chose a folder while the demo set was being drawn: their choice wins."""
+        if self.demo_worker is not None:
+            self.demo_worker.request_stop()
+
+    def _on_demo_progress(self, worker: TaskWorker, done: int, total: int) -> None:
+        if not worker.stop_token.is_set():
+            self.data_panel.show_busy("Drawing the demo data set…", done, total)
+
+    def _on_demo_ready(self, worker: TaskWorker, folder: Path) -> None:
+        if not worker.stop_token.is_set():
+            self.data_panel.end_busy()
+            self.data_panel.set_folder(str(Path(folder).resolve()))
+
+    def _on_demo_failed(self, message: str) -> None:
+        self.data_panel.end_busy()
+        self.show_notice("error", f"The demo data set could not be made: {message}")
+
+    def _on_demo_finished(self) -> None:
+        if self.demo_worker is not None:
+            self.demo_worker.wait()
+            self.demo_worker = None
+        self._update_actions()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def start_problems(self) -> list[str]:
+        """Everything that keeps Start disabled, in words."""
+        if self.worker is not None:
+            return ["An experiment is running."]
+        problems = list(self.settings_panel.problems())
+        data_problem = self.data_panel.blocking_problem()
+        if data_problem:
+            problems.insert(0, data_problem)
+        return problems
+
+    def start(self) -> None:
+        if self.start_problems():
+            return
+        try:
+            config = self.settings_panel.config(self.data_panel.folder(), str(self.checkpoints)).validate()
+        except ConfigError as exc:
+            self.show_notice("error", str(exc))
+            return
+        self.save_settings()
+        self.hide_notice()
+        self.record, self.record_dir, self._running_config = None, None, config
+        self.curves.set_runs([])
+        self.table.set_runs([])
+        self.progress.show_idle("Preparing: loading the images and TensorFlow…")
+        self.log.add("info", f"Starting: batch sizes {', '.join(map(str, config.batch_sizes))} on {config.data_dir}")
+        worker = TrainingWorker(config, run=self._run)
+        worker.event.connect(self._on_event)
+        worker.failed.connect(self._on_failed)
+        worker.finished.connect(self._on_worker_finished)
+        self.worker = worker
+        worker.start()
+        self._update_actions()
+        self._show_title()
+
+    def stop(self) -> None:
+        if self.worker is not None and not self.worker.stop_token.is_set():
+            self.worker.request_stop()
+            self.progress.run_label.setText("Stopping after the current batch…")
+            self.log.add("info", "Stop requested: the current batch finishes, then the run is recorded as stopped.")
+            self._update_actions()
+
+    def _on_event(self, event: ev.Event) -> None:
+        self.progress.on_event(event)
+        if isinstance(event, ev.LogMessage):
+            self.log.add(event.level, event.text)
+            if event.level in ("warning", "error"):
+                self.show_notice(event.level, event.text)
+        elif isinstance(event, ev.ExperimentStarted):
+            config = self._running_config.to_dict() if self._running_config else {}
+            self.record, self.record_dir = start_record(event, config), Path(event.experiment_dir)
+            self.curves.set_runs(self.record["runs"])
+            self.table.set_runs(self.record["runs"])
+            self._show_title()
+            self.log.add("info", f"Experiment {self.record['id']}: {event.total_runs} runs, "
+                                 f"{event.train_samples} training and {event.val_samples} validation images, "
+                                 f"{event.device}, {event.precision}")
+        elif self.record is not None and not isinstance(event, ev.BatchProgress):
+            run = apply_event(self.record, event)
+            if run is not None:
+                self.curves.update_run(run)
+                self.table.refresh()
+            if isinstance(event, ev.RunFinished):
+                self._log_run_finished(event)
+            elif isinstance(event, ev.ExperimentFinished):
+                self._on_experiment_finished(event)
+
+    def _log_run_finished(self, event: ev.RunFinished) -> None:
+        best = event.best or {}
+        summary = (f"best {100 * best['val_accuracy']:.1f} % at epoch {best['epoch']}"
+                   if isinstance(best.get("val_accuracy"), (int, float)) else "no validated epoch")
+        if event.status == "failed":  # the engine has logged the error itself
+            self.show_notice("error", f"Batch size {event.batch_size} failed: {event.error} (the other runs go on)")
+        else:
+            self.log.add("info", f"Batch size {event.batch_size} {event.status} after {event.epochs_run} epochs, "
+                                 f"{summary}")
+
+    def _on_experiment_finished(self, event: ev.ExperimentFinished) -> None:
+        self.log.add("info", f"Experiment {event.status}: {event.experiment_dir}")
+        try:  # show exactly what the record on disk says, as reopening it later would
+            self.show_record(rec.load(event.experiment_dir), Path(event.experiment_dir))
+        except rec.RecordError as exc:
+            self.show_notice("error", str(exc))
+        if event.status == "stopped":
+            self.show_notice("info", "Experiment stopped. Finished epochs are kept; reopen it from the History tab.")
+        elif event.status == "failed":
+            self.show_notice("error", "Every run failed; see the status column (hover) and the log.")
+        self.history.refresh()
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.show_notice("error", message)
+        self.log.add("error", message + ("\n" + details if details else ""))
+        self.progress.show_idle("Not started: " + message)
+
+    def _on_worker_finished(self) -> None:
+        if self.worker is not None:
+            self.worker.wait()  # finished() fires just before the thread ends; make sure it has
+            self.worker = None
+        self._update_actions()
+        self._show_title()
+        if self._close_pending:
+            self.close()
+
+    # -- experiments on disk ----------------------------------------------------------------------
+
+    def open_experiment_dialog(self) -> None:
+        start = str(self.checkpoints if self.checkpoints.is_dir() else Path.cwd())
+        folder = QFileDialog.getExistingDirectory(self, "Open an experiment folder", start)
+        if folder:
+            self.open_experiment(folder)
+
+    def open_experiment(self, folder: str | Path) -> bool:
+        """Show a past (or interrupted) experiment exactly as it was recorded."""
+        if self.worker is not None:
+            self.show_notice("warning", "Stop the running experiment before opening another one.")
+            return False
+        try:
+            record = rec.load(folder)
+        except rec.RecordError as exc:
+            self.show_notice("error", str(exc))
+            self.log.add("error", str(exc))
+            return False
+        self.show_record(record, Path(folder))
+        self.hide_notice()
+        if record.get("status") == "interrupted":
+            self.show_notice("warning", f"{record.get('id')} was interrupted (BatchLab closed or crashed while "
+                                        "it ran); it shows the epochs recorded until then.")
+        self.log.add("info", f"Opened {folder}")
+        return True
+
+    def show_record(self, record: dict[str, Any], folder: Optional[Path]) -> None:
+        """Draw a record (live or from disk) with the same views."""
+        self.record, self.record_dir = record, folder
+        self.curves.set_runs(record["runs"])
+        self.table.set_runs(record["runs"])
+        self.progress.show_record(record, opened=self.worker is None)
+        self._update_actions()
+        self._show_title()
+
+    def reuse_settings(self) -> None:
+        if not self.record:
+            return
+        config = ExperimentConfig.from_dict(self.record.get("config") or {})
+        self.settings_panel.set_config(config)
+        if config.data_dir:
+            self.data_panel.set_folder(config.data_dir)
+        self.side_tabs.setCurrentIndex(0)
+
+    # -- window chrome ----------------------------------------------------------------------------
+
+    def show_notice(self, level: str, text: str) -> None:
+        """A message above the plots until dismissed or replaced (errors never only go to the log)."""
+        self.notice_bar.setStyleSheet(f"QFrame#notice {{ {NOTICE_STYLES.get(level, NOTICE_STYLES['info'])} }}"
+                                      "QLabel { background: transparent; border: none; }")
+        self.notice.setText(html.escape(text))
+        self.notice_bar.show()
+
+    def hide_notice(self) -> None:
+        self.notice.clear()
+        self.notice_bar.hide()
+
+    def _on_settings_edit(self) -> None:
+        self.data_panel.set_split(self.settings_panel.val_split_fraction(), self.settings_panel.seed.value())
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        running = self.worker is not None
+        self.settings_panel.set_train_count(self.data_panel.train_count)
+        problems = self.start_problems()
+        self.start_action.setEnabled(not problems)
+        self.start_action.setToolTip("Start training (Ctrl+R)" if not problems else
+                                     "Start is disabled:\n" + "\n".join(problems))
+        self.stop_action.setEnabled(running and not self.worker.stop_token.is_set())
+        self.open_action.setEnabled(not running)
+        self.reuse_action.setEnabled(not running and self.record is not None and self.record_dir is not None)
+        if problems and not running:
+            self.statusBar().showMessage("Start is disabled: " + problems[0])
+        else:
+            self.statusBar().clearMessage()
+
+    def _show_title(self) -> None:
+        if self.record is None:
+            name = "running…" if self.worker is not None else "new experiment"
+        else:
+            name = str(self.record.get("id"))
+            if self.worker is not None:
+                name += " (running)"
+        self.setWindowTitle(f"BatchLab — {name}")
+
+    def confirm_close(self) -> bool:
+        """Ask before stopping a running experiment; tests replace this method."""
+        answer = QMessageBox.question(
+            self, "Training is running",
+            "Stop the running experiment and close BatchLab?\n\nFinished epochs and checkpoints are kept; "
+            "the current run is recorded as stopped.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.worker is not None:
+            if self._close_pending or self.confirm_close():
+                # Close once the worker has finished: the window stays responsive meanwhile.
+                self._close_pending = True
+                self.stop()
+                self.progress.run_label.setText("Stopping, then closing…")
+            event.ignore()
+            return
+        self.save_settings()
+        self.data_panel.wait_idle()
+        if self.demo_worker is not None:
+            self.demo_worker.request_stop()
+            self.demo_worker.wait()
+        event.accept()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _dropped_folder(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        folder = _dropped_folder(event)
+        if folder is None:
+            return
+        event.acceptProposedAction()
+        if (folder / rec.RECORD_NAME).is_file():
+            self.open_experiment(folder)
+        else:
+            self.data_panel.set_folder(str(folder))
+            self.side_tabs.setCurrentIndex(0)
+
+
+def _dropped_folder(event: QDragEnterEvent | QDropEvent) -> Optional[Path]:
+    """The first local folder among the dropped items (files and remote URLs are ignored)."""
+    for url in event.mimeData().urls() if event.mimeData().hasUrls() else []:
+        path = Path(url.toLocalFile()) if url.isLocalFile() else None
+        if path is not None and path.is_dir():
+            return path
+    return None

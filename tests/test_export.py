@@ -1,0 +1,166 @@
+"""Export every available format from a real tiny run, reload it, and compare predictions;
+refuse corrupt, foreign or tampered inputs with one clear line."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.export import ExportError, choose_run, export_run, float32_copy, format_availability
+from engine.predict import META_NAME, load_predictor, predict_files
+from engine.record import RecordError
+from engine.safe_load import ModelLoadError, load_keras_model
+from tests.conftest import write_image_folder
+
+AVAILABLE = format_availability()
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real training run (batch size 4, 1 epoch, 32 px), shared by the module."""
+    from engine.config import ExperimentConfig
+    from engine.runner import run_experiment
+
+    root = tmp_path_factory.mktemp("export")
+    data = write_image_folder(root / "data", classes=3, per_class=6)
+    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4], epochs=1, image_size=32, augment=False,
+                              out=str(root / "out"), name="exp")
+    return run_experiment(config)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "onnx", "litert"])
+def test_export_reloads_and_predicts_like_the_checkpoint(experiment: Path, tmp_path: Path, fmt: str) -> None:
+    if AVAILABLE[fmt]:
+        pytest.skip(f"{fmt} unavailable: {AVAILABLE[fmt]}")
+    result = export_run(experiment, fmt, tmp_path / fmt)
+    assert result.verification.matched and result.verification.source == "validation images"
+    assert result.verification.images == 6  # 6 per class at val split 0.25: 2 per class, 6 < VERIFY_IMAGES
+    meta = json.loads((tmp_path / fmt / META_NAME).read_text())
+    assert meta["classes"] == ["class_0", "class_1", "class_2"]
+    assert meta["input"]["height"] == 32 and meta["input"]["range"] == [0, 255]
+    assert "Rescaling(1/255)" in meta["preprocessing"]
+    assert meta["source"]["batch_size"] == 4 and meta["verification"]["matched"] is True
+
+    # Independently of the export's own check: the export and the checkpoint agree on real files.
+    files = sorted((experiment.parent.parent / "data").rglob("*.png"))[::4]
+    exported = predict_files(load_predictor(tmp_path / fmt), files)
+    original = predict_files(load_predictor(experiment, batch_size=4), files)
+    assert [p.class_name for p in exported] == [p.class_name for p in original]
+    assert np.allclose([p.confidence for p in exported], [p.confidence for p in original], atol=1e-4)
+
+
+def test_export_replaces_an_earlier_export_but_never_a_foreign_folder(experiment: Path, tmp_path: Path) -> None:
+    target = tmp_path / "export"
+    export_run(experiment, "keras", target)
+    export_run(experiment, "keras", target)  # an earlier export is replaced whole
+    assert sorted(p.name for p in target.iterdir()) == [META_NAME, "model.keras"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not empty and holds no earlier export"):
+        export_run(experiment, "keras", precious)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ExportError, match="give a folder name"):
+        export_run(experiment, "keras", tmp_path / "model.keras")
+
+
+def test_unavailable_or_unknown_format_is_refused(experiment: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="not one of"):
+        export_run(experiment, "pickle", tmp_path / "x")
+
+
+def test_choose_run_picks_the_best_repeat_and_names_missing_sizes() -> None:
+    record = {"id": "e", "runs": [
+        {"batch_size": 8, "repeat": 0, "checkpoint": "bs8-r1/best.keras", "best": {"val_accuracy": 0.5}},
+        {"batch_size": 8, "repeat": 1, "checkpoint": "bs8-r2/best.keras", "best": {"val_accuracy": 0.7}},
+        {"batch_size": 32, "repeat": 0, "checkpoint": "bs32-r1/best.keras", "best": {"val_accuracy": 0.6}},
+        {"batch_size": 64, "repeat": 0, "checkpoint": None, "best": None},
+    ]}
+    assert choose_run(record)["repeat"] == 1
+    assert choose_run(record, 8, 0)["checkpoint"] == "bs8-r1/best.keras"
+    assert choose_run(record, 32)["batch_size"] == 32
+    with pytest.raises(ExportError, match=r"no checkpoint for batch size 64 \(batch sizes with one: 8, 32\)"):
+        choose_run(record, 64)
+
+
+def test_tampered_record_pointing_outside_is_refused(experiment: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    record = json.loads((experiment / "experiment.json").read_text())
+    record["runs"][0]["checkpoint"] = "../../elsewhere/evil.keras"
+    (tampered / "experiment.json").write_text(json.dumps(record))
+    with pytest.raises(RecordError, match="points outside the experiment folder; refused"):
+        export_run(tampered, "keras", tmp_path / "out")
+    with pytest.raises(RecordError, match="outside the experiment folder"):
+        load_predictor(tampered)
+
+
+def test_corrupt_and_foreign_keras_files_give_one_line(experiment: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes((experiment / "bs4" / "best.keras").read_bytes()[:3000])
+    foreign = tmp_path / "foreign.keras"
+    foreign.write_text("this is not a model")
+    for path, reason in ((corrupt, "not a zip archive"), (foreign, "not a zip archive")):
+        with pytest.raises(ModelLoadError, match=reason) as info:
+            load_keras_model(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+    other_zip = tmp_path / "other.keras"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(ModelLoadError, match="not a Keras 3 model file"):
+        load_keras_model(other_zip)
+
+
+def test_keras_file_with_lambda_or_outside_code_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    lambda_file = tmp_path / "lambda.keras"
+    model.save(lambda_file)
+    with pytest.raises(ModelLoadError, match="Lambda layer"):
+        load_keras_model(lambda_file)
+
+    # Same archive, but its config names a class from another module: refused before Keras imports it.
+    outside = tmp_path / "outside.keras"
+    with zipfile.ZipFile(lambda_file) as src, zipfile.ZipFile(outside, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "config.json":
+                data = data.replace(b'"Lambda"', b'"Evil"').replace(b'"keras.layers"', b'"os"')
+            dst.writestr(name, data)
+    with pytest.raises(ModelLoadError, match=r"code from outside Keras \(os\.Evil\)"):
+        load_keras_model(outside)
+
+
+def test_a_non_classifier_keras_model_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(2)])
+    path = tmp_path / "dense.keras"
+    model.save(path)
+    with pytest.raises(ModelLoadError, match="square RGB"):
+        load_keras_model(path)
+
+
+def test_float32_copy_of_a_mixed_precision_model_keeps_its_predictions() -> None:
+    import keras
+
+    from engine.model import build_seed_cnn
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = build_seed_cnn(32, 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy = float32_copy(mixed)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert np.allclose(copy.predict_on_batch(pixels), mixed.predict_on_batch(pixels), atol=2e-2)

@@ -1,0 +1,70 @@
+"""`main.py export` and `main.py predict` as a user runs them: real subprocesses, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_image_folder
+
+MAIN = Path(__file__).resolve().parent.parent / "main.py"
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, str(MAIN), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.config import ExperimentConfig
+    from engine.runner import run_experiment
+
+    root = tmp_path_factory.mktemp("cli")
+    data = write_image_folder(root / "data", classes=2, per_class=6)
+    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4], epochs=1, image_size=32, augment=False,
+                              out=str(root / "out"), name="exp")
+    return run_experiment(config)
+
+
+def test_export_then_predict_from_the_command_line(experiment: Path, tmp_path: Path) -> None:
+    target = tmp_path / "exported"
+    done = run_main("export", str(experiment), "--batch-size", "4", "--format", "keras", "--to", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "predictions match the checkpoint" in done.stdout
+    assert (target / "model.keras").is_file() and (target / "batchlab_export.json").is_file()
+
+    data = experiment.parent.parent / "data"
+    (data / "class_0" / "notes.txt").write_text("not an image")
+    shown = run_main("predict", str(target), str(data / "class_0"))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.strip().splitlines()
+    assert len(lines) == 7  # 6 images and the text file
+    assert all(line.split(": ", 1)[1].split(" (")[0] in ("class_0", "class_1") for line in lines if "img_" in line)
+    assert any("notes.txt: skipped (not an image" in line for line in lines)
+
+    # The same images through the experiment folder give the same classes and confidences.
+    again = run_main("predict", str(experiment), str(data / "class_0"), "--batch-size", "4")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == shown.stdout.replace(str(target), str(experiment))
+
+
+def test_export_refusal_exits_non_zero_with_one_line(experiment: Path, tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "thesis.tex").write_text("precious")
+    done = run_main("export", str(experiment), "--format", "keras", "--to", str(occupied))
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("error:") and "holds no earlier export" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+    missing = run_main("export", str(experiment), "--batch-size", "512", "--to", str(tmp_path / "new"))
+    assert missing.returncode == 1 and "no checkpoint for batch size 512" in missing.stderr
+    corrupt = tmp_path / "bad.keras"
+    corrupt.write_bytes(b"PK\x03\x04 broken")
+    bad = run_main("predict", str(corrupt), str(experiment.parent.parent / "data"))
+    assert bad.returncode == 1 and "bad.keras" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,114 @@
+"""The window driving the real engine (TensorFlow, real tiny images): run, stop, reopen, close."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QFileDialog
+
+from engine import record as rec
+from gui.curves import PLOTS
+from gui.main_window import MainWindow
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """Two classes of 8 real 32 px PNGs: 12 training and 4 validation images."""
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("red", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 50, (32, 32, 3), dtype=np.uint8)
+            pixels[..., 0 if c == 0 else 2] += 180
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, images: Path, monkeypatch):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings, data_root=tmp_path / "data", checkpoints=tmp_path / "checkpoints")
+    qtbot.addWidget(window)
+    window.show()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(images))
+    window.data_panel.choose_button.click()  # "choose the folder" as a user does, dialog answered
+    qtbot.waitUntil(lambda: window.data_panel.report is not None, timeout=10_000)
+    panel = window.settings_panel
+    panel.image_size.setValue(32)
+    panel.epochs.setValue(2)
+    panel.patience.setValue(0)
+    panel.augment.setChecked(False)
+    yield window
+    if window.worker is not None:  # a failing test must not leave training running
+        window.worker.request_stop()
+        window.worker.wait()
+
+
+def points(window: MainWindow, plot: str, run_index: int) -> int:
+    x, _y = window.curves.curve(plot, run_index).getData()
+    return 0 if x is None else len(x)
+
+
+def test_real_run_fills_plots_and_table_then_stop_and_reopen(qtbot, window):
+    panel = window.settings_panel
+    panel.batch_sizes.setText("4, 12")
+    # Same optimizer steps for both: batch 12 (1 step per epoch) gets 3x the epochs of batch 4, so it is
+    # still training when the test stops it.
+    panel.budget.setCurrentIndex(panel.budget.findData("steps"))
+    assert window.start_action.isEnabled(), window.start_problems()
+    window.start_action.trigger()
+    qtbot.waitUntil(lambda: window.record is not None and len(window.record["runs"][1]["history"]) >= 1,
+                    timeout=240_000)
+    window.stop_action.trigger()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=60_000)
+
+    folder = window.record_dir
+    on_disk = rec.load(folder)
+    assert on_disk["status"] == "stopped"
+    statuses = [run["status"] for run in on_disk["runs"]]
+    assert statuses == ["completed", "stopped"]
+    histories = [len(run["history"]) for run in on_disk["runs"]]
+    assert histories[0] == 2 and 1 <= histories[1] < 6
+    for key in PLOTS:
+        assert [points(window, key, i) for i in (0, 1)] == histories
+    assert window.curves.legend.entries == ["batch 4", "batch 12"]
+    table = window.table
+    assert [table.cell_text(r, "Batch size") for r in range(2)] == ["4", "12"]
+    assert [table.cell_text(r, "Status") for r in range(2)] == statuses
+    assert [table.cell_text(r, "Epochs run") for r in range(2)] == [str(h) for h in histories]
+    assert all(table.cell_text(r, "Images / s") != "–" for r in range(2))
+    assert sum("★" in table.cell_text(r, "Best val. accuracy") for r in range(2)) == 1
+    assert folder.name in window.windowTitle()
+
+    window.curves.set_runs([])  # forget what is drawn, then reopen from disk
+    assert window.open_experiment(folder)
+    for key in PLOTS:
+        assert [points(window, key, i) for i in (0, 1)] == histories
+    assert [table.cell_text(r, "Status") for r in range(2)] == statuses
+    best = on_disk["runs"][0]["best"]["val_accuracy"]
+    assert table.cell_text(0, "Best val. accuracy").endswith(f"{100 * best:.1f} %")
+
+
+def test_closing_during_real_training_stops_cleanly(qtbot, window, monkeypatch):
+    window.settings_panel.batch_sizes.setText("4")
+    window.settings_panel.epochs.setValue(50)
+    window.start_action.trigger()
+    worker = window.worker
+    qtbot.waitUntil(lambda: window.record is not None and window.record["runs"][0]["status"] == "running",
+                    timeout=240_000)
+    monkeypatch.setattr(window, "confirm_close", lambda: True)
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert window.worker is None and worker.isFinished()
+    record = rec.load(window.record_dir)
+    assert record["status"] == "stopped"
+    assert record["runs"][0]["status"] == "stopped"
