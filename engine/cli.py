@@ -111,9 +111,16 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engine.dataset import scan_dataset
+    from engine.dataset import DatasetError, scan_dataset
 
-    report = scan_dataset(args.data)
+    try:
+        report = scan_dataset(args.data)
+    except DatasetError as exc:
+        if exc.report is None:
+            raise
+        print("\n".join(exc.report.summary_lines()))  # every skipped file, then the fatal line
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print("\n".join(report.summary_lines()))
     return EXIT_OK
 
@@ -150,7 +157,8 @@ def install_interrupt(stop: "StopToken") -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import record as rec
     from engine.stop import StopToken
-    from engine.terminal import TerminalProgress, results_table
+    from engine.analysis import load_probe, summarize
+    from engine.terminal import TerminalProgress, conclusions, results_table
 
     stop = StopToken()
     progress = TerminalProgress()
@@ -171,6 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = rec.load(experiment_dir)
     print()
     print(results_table(record))
+    print()
+    print(conclusions(summarize(record, load_probe(experiment_dir))))
     print(f"\nrecord: {experiment_dir / rec.RECORD_NAME}\nTensorBoard: tensorboard --logdir {experiment_dir}")
     statuses = {r["status"] for r in record["runs"]}
     if stop.is_set() or "stopped" in statuses:

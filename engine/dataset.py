@@ -188,7 +188,9 @@ def _walk(root_arg: PathLike, stop: Optional[StopToken]) -> _Walk:
     class_dirs: list[tuple[str, str]] = []
     for entry in entries:
         if entry.name.startswith("."):
-            skipped.append(_skip(entry.name, _hidden_reason(entry)))
+            reason = _hidden_reason(entry)
+            if reason != "hidden file":  # a hidden file beside the classes (a manifest, .DS_Store) is not data
+                skipped.append(_skip(entry.name, reason))
             continue
         try:
             info = os.stat(entry.path)

@@ -6,9 +6,10 @@ bad folder or setting in a moment, with one line and no TensorFlow start-up nois
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -34,10 +35,24 @@ class Prepared:
     reference_batch: int
 
 
+def decode_progress(listener: Listener, every_s: float = 2.0) -> Callable[[int, int], None]:
+    """Tell the user how decoding goes on a large folder, a line every few seconds at most."""
+    last = [time.monotonic()]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if 0 < done < total and now - last[0] >= every_s:
+            last[0] = now
+            listener(LogMessage("info", f"decoding images: {done}/{total}"))
+
+    return report
+
+
 def prepare(config: ExperimentConfig, listener: Listener = ignore, stop: Optional[StopToken] = None) -> Prepared:
     """Validate settings and data; raises ConfigError, DatasetError or SplitError with one clear line."""
     config.validate()
-    data = load_dataset(config.data_dir, config.image_size, cache_dir=Path(config.out) / ".cache", stop=stop)
+    data = load_dataset(config.data_dir, config.image_size, cache_dir=Path(config.out) / ".cache",
+                        progress=decode_progress(listener), stop=stop)
     labels = np.asarray(data.labels)
     train_idx, val_idx = stratified_split(labels, data.report.classes, config.val_split, config.seed)
     for size in config.batch_sizes:

@@ -9,19 +9,26 @@ Layout (schema version 1; keys are a contract, only ever added to):
     status          running | completed | stopped | failed | interrupted (set on load when the
                     writing process died: status running but a run never finished)
     config          engine.config.ExperimentConfig as a dict
+    augmentation    the augmentation settings used for training (null with --no-augment)
     dataset         root, classes, counts {class: n}, skipped [{path, reason}], train_count,
                     val_count, split_sha256 (of the train/val file lists)
     environment     python, tensorflow, keras, platform, hostname, devices [str], device,
-                    precision, precision_reason
+                    precision, precision_reason, distribution {strategy (single | mirrored |
+                    multi_worker_mirrored | parallel), devices, replicas, workers}
+    reference_batch the batch size the configured lr belongs to (for lr scaling)
+    target_accuracy the val accuracy time to target is measured against (set when runs end)
     runs            one per (repeat, batch size), batch sizes in the order given:
         run_index, batch_size, repeat, seed, status (pending|running|completed|stopped|failed),
-        error, initial_weights_sha256, lr (base lr after scaling), epochs_planned,
-        steps_per_epoch, train_samples, device, precision, replicas,
+        error, initial_weights_sha256, initial_weights_file, lr (base lr after scaling),
+        epochs_planned, steps_per_epoch, train_samples, device, precision, replicas,
+        per_replica_batch,
         history [{epoch, loss, accuracy, val_loss, val_accuracy, lr, steps, samples,
-                  seconds, elapsed, images_per_s}],
+                  seconds, elapsed, images_per_s; with --noise-scale also noise_scale
+                  (B_simple), gns_trace (tr Sigma), gns_grad_sq (|G|^2)}],
         best {epoch, val_accuracy, val_loss} or null, checkpoint (relative path) or null,
-        tensorboard (relative path), epochs_run, seconds_per_epoch, images_per_s,
-        started, finished
+        checkpoint_sha256, tensorboard (relative path), epochs_run, seconds_per_epoch,
+        images_per_s, time_to_target {epoch, steps, samples, seconds} or null (not reached),
+        restarts [notes of attempts discarded by --resume], started, finished
 
 All paths inside are relative to the experiment folder and are never followed outside it.
 """

@@ -234,22 +234,22 @@ class Experiment:
         train_ds = self.placement.dataset(make_dataset(p.data.images, p.data.labels, p.train_idx, size,
                                                        shuffle_seed=run["seed"], augmenter=augmenter))
         val_ds = self.placement.dataset(make_dataset(p.data.images, p.data.labels, p.val_idx, size))
+        noise = self.noise_callback(run, augmenter) if cfg.noise_scale else None
         writer = tf.summary.create_file_writer(str(run_dir))
         monitor = RunMonitor(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps, epochs=epochs,
                              listener=self.listener, stop=self.stop,
                              on_epoch=lambda epoch, logs, seconds, train_seconds: self.end_epoch(
                                  run, run_dir, model, writer, epoch, logs, seconds, train_seconds, monitor),
-                             time_budget_s=cfg.budget_seconds if cfg.budget == "time" else None)
+                             time_budget_s=cfg.budget_seconds if cfg.budget == "time" else None,
+                             side_seconds=(lambda: noise.last_seconds) if noise else None)
         callbacks: list[keras.callbacks.Callback] = [monitor]
         if cfg.warmup_epochs > 0:
             callbacks.append(lr_schedule.WarmupCallback(lr, cfg.warmup_epochs, steps))
         if cfg.patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                                            patience=cfg.patience, restore_best_weights=True))
-        if cfg.noise_scale:
-            from engine.noise_scale import NoiseScaleCallback
-
-            callbacks.insert(0, NoiseScaleCallback(train_ds, batch_size=size))
+        if noise:
+            callbacks.insert(0, noise)  # first: it adds the noise scale to the logs the others read
         self.listener(RunStarted(run["run_index"], size, run["repeat"], run["seed"], epochs, steps,
                                  int(len(p.train_idx)), lr))
         self.save_record()
@@ -258,6 +258,21 @@ class Experiment:
                       callbacks=callbacks)  # tf.data reshuffles every epoch itself
         finally:
             writer.close()
+
+    def noise_callback(self, run: dict[str, Any], augmenter: Any) -> Optional[keras.callbacks.Callback]:
+        """The noise-scale estimator on its own dataset object (drawing from fit's would change the
+        order fit sees), with k as large as one pass of full batches allows, up to 8."""
+        from engine.noise_scale import NoiseScaleCallback
+
+        p, size = self.p, run["batch_size"]
+        full_batches = len(p.train_idx) // size
+        if full_batches < 2:
+            self.listener(LogMessage("warning", f"batch size {size}: no noise scale, it needs at least 2 full "
+                                                f"batches of training data per epoch (there are {full_batches})"))
+            return None
+        dataset = make_dataset(p.data.images, p.data.labels, p.train_idx, size, shuffle_seed=run["seed"] + 1,
+                               augmenter=augmenter)
+        return NoiseScaleCallback(self.placement.dataset(dataset), batch_size=size, k=min(8, full_batches))
 
     def initial_weights(self, model: keras.Model, seed: int) -> Path:
         """Save the first build's weights per seed; every later run loads exactly those."""

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-from typing import Any, Optional, TextIO
+import textwrap
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from engine.events import (BatchProgress, EpochEnded, Event, ExperimentFinished, ExperimentStarted, LogMessage,
                            RunFinished, RunStarted)
+
+if TYPE_CHECKING:
+    from engine.analysis import Summary
 
 
 def fmt_duration(seconds: Optional[float]) -> str:
@@ -83,8 +87,8 @@ class TerminalProgress:
 
 
 def results_table(record: dict[str, Any]) -> str:
-    """The closing table: one row per run, as the issue specifies."""
-    header = ("batch", "best val acc", "best epoch", "epochs", "s/epoch", "img/s", "status")
+    """The closing table: one row per run, with its learning rate and cost to the target accuracy."""
+    header = ("batch", "best val acc", "best epoch", "epochs", "s/epoch", "img/s", "lr", "to target", "status")
     rows = [header]
     for run in record["runs"]:
         best = run.get("best") or {}
@@ -96,9 +100,42 @@ def results_table(record: dict[str, Any]) -> str:
             str(run.get("epochs_run", 0)),
             f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "-",
             f"{run['images_per_s']:.0f}" if run.get("images_per_s") else "-",
+            f"{run['lr']:.3g}" if run.get("lr") else "-",
+            fmt_reach(run.get("time_to_target"), record.get("target_accuracy")),
             status,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def fmt_reach(reach: Optional[dict[str, Any]], target: Optional[float]) -> str:
+    """``ep 4, 120 steps, 00:35`` or ``not reached`` (``-`` when there is no target to reach)."""
+    if target is None:
+        return "-"
+    if not reach:
+        return "not reached"
+    return f"ep {reach['epoch']:.3g}, {reach['steps']:.0f} steps, {fmt_duration(reach['seconds'])}"
+
+
+def conclusions(summary: "Summary") -> str:
+    """After the table: pooled accuracy per batch size, the verdict, the critical batch, the advice."""
+    lines = [f"Target accuracy: {fmt_pct(summary.target_accuracy)}"]
+    for b in summary.batches:
+        spread = f" ± {100 * b.best_std:.1f}" if b.best_std is not None else ""
+        reach = fmt_reach(b.to_target, summary.target_accuracy)
+        noise = f", noise scale {b.noise_scale:.3g}" if b.noise_scale is not None else ""
+        lines.append(f"  batch {b.batch_size}: best val acc {fmt_pct(b.best_mean)}{spread} over {len(b.bests)} "
+                     f"run(s), to target {reach} ({b.reached}/{len(b.runs)} reached){noise}")
+    if summary.verdict:
+        lines.append(f"Verdict: {summary.verdict}")
+    if summary.critical:
+        c = summary.critical
+        lines.append(f"Critical batch size: {c['b_crit']:.3g} (S_min {c['s_min']:.0f} steps, E_min {c['e_min']:.0f} "
+                     f"samples, fit error {100 * c['residual']:.0f}%{', extrapolated' if c['extrapolated'] else ''})")
+    else:
+        lines.append(f"Critical batch size: not fitted ({summary.critical_problem})")
+    lines.append("")
+    lines += textwrap.wrap("Advice: " + summary.advice, width=100)
     return "\n".join(lines)

@@ -150,6 +150,7 @@ def test_every_skip_reason(tmp_path):
     os.symlink(bad / "self.png", bad / "self.png")
     os.mkfifo(bad / "pipe.png")
     (root / "README.txt").write_text("about this data")
+    (root / ".demo-data.json").write_text("{}")  # a hidden file beside the classes: not data, not listed
     solid(root / ".cache" / "x.png")
 
     report = scan_dataset(root)

@@ -65,3 +65,15 @@ def test_split_leaving_a_class_without_validation_is_refused(tmp_path):
 def test_bad_batch_size_on_the_command_line(tmp_path):
     done = run_cli("run", str(tmp_path), "--batch-sizes", "32", "x")
     assert done.returncode == 2 and "'x' is not a whole number" in done.stderr
+
+
+def test_check_lists_the_skipped_files_before_a_fatal_class_error(tmp_path):
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", classes=2, per_class=3)
+    for image in (data / "class_1").iterdir():
+        image.write_bytes(b"not an image")
+    done = run_cli("check", str(data))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: class 'class_1' has no usable image")
+    assert "class_1/img_000.png" in done.stdout and "not an image" in done.stdout

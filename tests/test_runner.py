@@ -183,3 +183,24 @@ def test_run_started_reports_the_planned_steps(tiny_data, tmp_path):
     run_experiment(config(tiny_data, tmp_path / "out", batch_sizes=[32], epochs=1), events.append)
     started = [e for e in events if isinstance(e, RunStarted)]
     assert [(e.batch_size, e.steps_per_epoch, e.train_samples) for e in started] == [(32, 1, 18)]
+
+
+def test_noise_scale_is_recorded_per_epoch_and_kept_out_of_the_timing(tmp_path):
+    """The opt-in estimate lands in every history entry; its own seconds are not training seconds."""
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", classes=2, per_class=12)
+    events = []
+    exp = run_experiment(config(data, tmp_path / "out", batch_sizes=[3, 9, 16], epochs=3, noise_scale=True,
+                                augment=False), events.append)
+    small, large, whole = rec.load(exp)["runs"]
+    assert small["status"] == large["status"] == whole["status"] == "completed"
+    # 18 training images: 6 full batches of 3 (k = 6 per group), 2 of 9 (k = 2).
+    for run in (small, large):
+        assert all({"noise_scale", "gns_trace", "gns_grad_sq"} <= set(h) for h in run["history"])
+        assert all(h["seconds"] > 0 for h in run["history"])
+    assert any(h["gns_trace"] is not None for h in small["history"])
+    warnings = [e.text for e in events if getattr(e, "level", "") == "warning" and "noise scale" in e.text]
+    assert warnings == ["batch size 16: no noise scale, it needs at least 2 full batches of training data per "
+                        "epoch (there are 1)"]
+    assert all("noise_scale" not in h for h in whole["history"])
