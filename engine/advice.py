@@ -158,7 +158,8 @@ def _uncertainty(facts: AdviceFacts, tried: list[int], reached: dict[int, Target
     if len(times) >= 2 and times[1] - times[0] < CLOSE_CALL * times[0]:
         out.append(f"The two best times differ by only {100 * (times[1] / times[0] - 1):.0f}%, which one repeat could overturn.")
     if facts.verdict:
-        out.append(facts.verdict.strip())
+        verdict = facts.verdict.strip()
+        out.append(verdict[:1].upper() + verdict[1:])
     if b_crit is not None and tried and not min(tried) <= b_crit <= max(tried):
         out.append("The critical batch size lies outside the sizes tried, so it is an extrapolation.")
     if b_crit is None and facts.noise_scale is not None and len(reached) < 2:

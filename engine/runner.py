@@ -29,7 +29,7 @@ from engine.config import ExperimentConfig
 from engine.devices import describe
 from engine.events import (EpochEnded, ExperimentFinished, ExperimentStarted, Listener, LogMessage,
                            RunFinished, RunStarted, ignore)
-from engine.model import build_seed_cnn, file_sha256, weights_sha256
+from engine.model import build_seed_cnn, file_sha256, save_for_inference, weights_sha256
 from engine.pipeline import Augmentation, build_augmenter, make_dataset, steps_per_epoch
 from engine.prepare import Prepared, prepare
 from engine.split import split_digest
@@ -198,10 +198,14 @@ class Experiment:
         finally:
             run["finished"] = rec.utc_now()
             self.save_record()
+            from engine.isolation import forget_traced_steps, trim_heap  # see there: what a run leaves behind
+
+            keras.backend.clear_session()
+            forget_traced_steps()
+            gc.collect()
+            trim_heap()  # memory is released before listeners hear the run is over
             self.listener(RunFinished(run["run_index"], run["batch_size"], run["status"], run["error"],
                                       run["best"], run["checkpoint"], run["epochs_run"]))
-            keras.backend.clear_session()
-            gc.collect()
 
     def save_record(self) -> None:
         """The one place the record is written (a parallel run's child sends it to its parent instead)."""
@@ -314,7 +318,7 @@ class Experiment:
         improved = entry["val_accuracy"] is not None and (best is None or entry["val_accuracy"] > best["val_accuracy"])
         if improved:
             checkpoint = run_dir / CHECKPOINT_NAME
-            atomic.write_with_suffix(checkpoint, model.save, ".keras")
+            atomic.write_with_suffix(checkpoint, lambda path: save_for_inference(model, path), ".keras")
             run["best"] = {"epoch": epoch, "val_accuracy": entry["val_accuracy"], "val_loss": entry["val_loss"]}
             run["checkpoint"] = checkpoint.relative_to(self.dir).as_posix()
             run["checkpoint_sha256"] = file_sha256(checkpoint)

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from engine.stats import mean_band
 from gui.palette import batch_colours
 
 # history key -> (selector text, axis label)
@@ -35,7 +36,9 @@ PLOTS: dict[str, tuple[str, str, float]] = {
 
 HINT_EMPTY = "No experiment shown yet: Start one (Ctrl+R) or open a past one (Ctrl+O)."
 HINT_PLOTS = "Drag to pan, wheel to zoom, right-click for options; the “A” corner button re-fits."
-REPEATS_NOTE = "dashed: repeats"
+REPEATS_NOTE = "line: mean over repeats · band: ± 1 std · faint: single repeats"
+FAINT_ALPHA = 70  # single repeats under a mean line: visible, but the mean reads first
+BAND_ALPHA = 45
 
 
 def run_label(run: dict[str, Any], repeats: int) -> str:
@@ -55,6 +58,52 @@ def series(run: dict[str, Any], x_key: str, y_key: str, scale: float = 1.0) -> t
     return x[keep], y[keep]
 
 
+def band_series(runs: list[dict[str, Any]], x_key: str, y_key: str,
+                scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, mean, mean - std, mean + std over the repeats of one batch size, epoch by epoch.
+
+    Repeats are aligned by epoch; x is their mean too (elapsed seconds differ between seeds).
+    Epochs where no repeat has a value are left out.
+    """
+    def column(key: str) -> list[list[Optional[float]]]:
+        return [[h.get(key) if isinstance(h.get(key), (int, float)) else None for h in run.get("history") or []]
+                for run in runs]
+    x = np.array(mean_band(column(x_key))[0], dtype=float)
+    mean, low, high = (np.array(values, dtype=float) * scale for values in mean_band(column(y_key)))
+    keep = np.isfinite(x) & np.isfinite(mean)
+    # Accuracies (scaled to %) cannot leave 0-100 and losses cannot go below 0: neither may the band.
+    low, high = np.clip(low, 0.0, None), np.clip(high, None, 100.0 if scale == 100.0 else None)
+    return x[keep], mean[keep], low[keep], high[keep]
+
+
+class Band:
+    """A batch size's mean curve and its shaded ± 1 std band in one plot."""
+
+    def __init__(self, plot: pg.PlotItem, colour: QColor, label: str) -> None:
+        edge = QColor(colour)
+        edge.setAlpha(0)
+        fill = QColor(colour)
+        fill.setAlpha(BAND_ALPHA)
+        self.low = pg.PlotCurveItem(pen=pg.mkPen(edge))
+        self.high = pg.PlotCurveItem(pen=pg.mkPen(edge))
+        self.fill = pg.FillBetweenItem(self.low, self.high, brush=pg.mkBrush(fill))
+        self.mean = pg.PlotDataItem(name=label, pen=pg.mkPen(colour, width=2.5), symbol="o", symbolSize=5,
+                                    symbolPen=None, symbolBrush=colour, antialias=True)
+        for item in (self.low, self.high, self.fill, self.mean):
+            plot.addItem(item)
+        self.fill.setZValue(-1)
+        self.mean.setZValue(2)
+
+    def set_data(self, x: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+        self.low.setData(x, low)
+        self.high.setData(x, high)
+        self.mean.setData(x, mean)
+
+    def remove(self, plot: pg.PlotItem) -> None:
+        for item in (self.fill, self.low, self.high, self.mean):
+            plot.removeItem(item)
+
+
 class CurvesView(QWidget):
     """Four linked plots (accuracies and losses) with an x-axis selector."""
 
@@ -63,6 +112,8 @@ class CurvesView(QWidget):
         self._runs: list[dict[str, Any]] = []
         self._keys: list[tuple[int, int]] = []
         self._curves: dict[str, dict[int, pg.PlotDataItem]] = {key: {} for key in PLOTS}
+        self._pens: dict[int, QPen] = {}  # each run's own pen, before any highlight
+        self._bands: dict[str, dict[int, Band]] = {key: {} for key in PLOTS}  # by batch size, with repeats
         self._best_marks: dict[int, pg.ScatterPlotItem] = {}
         self._x_key = "epoch"
 
@@ -114,7 +165,7 @@ class CurvesView(QWidget):
         """Show these runs; curve items are rebuilt only when the set of runs changes."""
         self._runs = runs
         self.hint.setVisible(not runs)
-        keys = [(r["run_index"], r["batch_size"]) for r in runs]
+        keys = [(r["run_index"], r["batch_size"], r.get("repeat", 0)) for r in runs]
         if keys != self._keys:
             self._rebuild(runs)
             self._keys = keys
@@ -134,18 +185,33 @@ class CurvesView(QWidget):
             x, y = series({"history": [h for h in run.get("history") or [] if h.get("epoch") == best.get("epoch")]},
                           self._x_key, "val_accuracy", 100.0)
             mark.setData(x=x, y=y)
+        if self._bands["val_accuracy"]:
+            same = [r for r in self._runs if r["batch_size"] == run["batch_size"]]
+            for key, (_title, _label, scale) in PLOTS.items():
+                self._bands[key][run["batch_size"]].set_data(*band_series(same, self._x_key, key, scale))
 
     def highlight(self, run_index: Optional[int]) -> None:
-        """Draw one run thicker (the one selected in the table); None draws all alike."""
+        """Draw one run thicker and opaque (the one selected in the table); None draws all alike."""
         for curves in self._curves.values():
             for index, curve in curves.items():
-                pen = QPen(curve.opts["pen"])
-                pen.setWidthF(4.0 if index == run_index else 2.0)
+                pen = QPen(self._pens[index])
+                if index == run_index and pen.color().alpha() < 255:  # a faint repeat: shown, not louder than the mean
+                    colour = pen.color()
+                    colour.setAlpha(255)
+                    pen.setColor(colour)
+                    pen.setWidthF(2.0)
+                    pen.setStyle(Qt.PenStyle.DashLine)
+                elif index == run_index:
+                    pen.setWidthF(4.0)
                 curve.setPen(pen)
-                curve.setZValue(1 if index == run_index else 0)
+                curve.setZValue(3 if index == run_index else 0)
 
     def curve(self, plot_key: str, run_index: int) -> pg.PlotDataItem:
         return self._curves[plot_key][run_index]
+
+    def band(self, plot_key: str, batch_size: int) -> Optional[Band]:
+        """The mean line and ± 1 std band of a batch size (only when the experiment repeats runs)."""
+        return self._bands[plot_key].get(batch_size)
 
     def x_axis(self) -> str:
         return self._x_key
@@ -162,19 +228,35 @@ class CurvesView(QWidget):
             for curve in self._curves[key].values():
                 plot.removeItem(curve)
             self._curves[key] = {}
+            for band in self._bands[key].values():
+                band.remove(plot)
+            self._bands[key] = {}
         for mark in self._best_marks.values():
             self.plots["val_accuracy"].removeItem(mark)
         self._best_marks = {}
+        self._pens = {}
         colours = batch_colours([r["batch_size"] for r in runs])
         repeats = len({r.get("repeat", 0) for r in runs})
         self.legend.set_entries([(f"batch {size}", colour) for size, colour in colours.items()], repeats > 1)
+        if repeats > 1:  # the mean and its band carry the comparison; single repeats stay faint behind
+            for key, plot in self.plots.items():
+                for size, colour in colours.items():
+                    self._bands[key][size] = Band(plot, colour, f"batch {size}, mean of {repeats}")
         for run in runs:
             colour = colours[run["batch_size"]]
-            dashed = run.get("repeat", 0) > 0
+            if repeats > 1:
+                faint = QColor(colour)
+                faint.setAlpha(FAINT_ALPHA)
+                pen, symbol = pg.mkPen(faint, width=1.2), {}
+            else:
+                pen, symbol = _pen(colour), {"symbol": "o", "symbolSize": 5, "symbolPen": None,
+                                                    "symbolBrush": colour}
+            self._pens[run["run_index"]] = pen
             for key, plot in self.plots.items():
-                curve = plot.plot(name=run_label(run, repeats), pen=_pen(colour, dashed),
-                                  symbol="o", symbolSize=5, symbolPen=None, symbolBrush=colour, antialias=True)
+                curve = plot.plot(name=run_label(run, repeats), pen=pen, antialias=True, **symbol)
                 self._curves[key][run["run_index"]] = curve
+            if repeats > 1:
+                continue  # one star per repeat would bury the means
             mark = pg.ScatterPlotItem(symbol="star", size=16, pen=pg.mkPen("#222", width=1), brush=colour)
             mark.setToolTip(f"best validation accuracy, {run_label(run, repeats)}")
             self.plots["val_accuracy"].addItem(mark)
@@ -207,8 +289,8 @@ class CountAxis(pg.AxisItem):
                 for spacing, values in levels if spacing >= 1 or any(float(v).is_integer() for v in values)]
 
 
-def _pen(colour: QColor, dashed: bool) -> QPen:
-    return pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+def _pen(colour: QColor) -> QPen:
+    return pg.mkPen(colour, width=2)
 
 
 class LegendBar(QWidget):
@@ -239,7 +321,7 @@ def _legend_entry(text: str, colour: QColor, ratio: float) -> QWidget:
     swatch.fill(Qt.GlobalColor.transparent)
     painter = QPainter(swatch)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setPen(_pen(colour, False))
+    painter.setPen(_pen(colour))
     painter.drawLine(1, 6, 23, 6)
     painter.setBrush(colour)
     painter.drawEllipse(9, 3, 6, 6)

@@ -32,6 +32,8 @@ class EvaluationView(QWidget):
         self.evaluation: Optional[Evaluation] = None
         self.job: Optional[BackgroundJob] = None
         self._pending: Optional[tuple[Path, dict[str, Any], dict[str, Any]]] = None
+        self._request = 0  # results of a request the user has since moved away from are dropped
+        self._job_request = 0
 
         self.title = QLabel("Select a finished run to see how its best checkpoint does on the validation set.")
         self.title.setWordWrap(True)
@@ -62,23 +64,39 @@ class EvaluationView(QWidget):
 
     def show_run(self, experiment_dir: Path | str, record: dict[str, Any], run: dict[str, Any]) -> None:
         """Evaluate ``run``'s best checkpoint; a request made while one is running waits its turn."""
+        self._request += 1
         if self.job is not None:
             self._pending = (Path(experiment_dir), record, run)
             return
-        folder = Path(experiment_dir)
+        folder, request = Path(experiment_dir), self._request
+        self._job_request = request
         self.title.setText(f"Evaluating batch size {run.get('batch_size')}…")
-        self.job = BackgroundJob(lambda _log: (evaluate_run(folder, record, run), run), self)
+        self.job = BackgroundJob(lambda _log: (evaluate_run(folder, record, run), run, request), self)
         # Queued, always: these fire on the worker thread and must reach the widgets on the GUI thread.
         self.job.succeeded.connect(self._on_evaluated, Qt.ConnectionType.QueuedConnection)
         self.job.failed.connect(self._on_failed, Qt.ConnectionType.QueuedConnection)
         self.job.finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self.job.start()
 
-    def _on_evaluated(self, outcome: tuple[Evaluation, dict[str, Any]]) -> None:
-        self.set_evaluation(*outcome)
+    def show_message(self, text: str) -> None:
+        """Nothing to evaluate (no finished run selected): say why, with empty views."""
+        self._request += 1
+        self._pending = None
+        self.evaluation = None
+        self.title.setText(text)
+        self.confusion.setRowCount(0)
+        self.confusion.setColumnCount(0)
+        self.metrics.setRowCount(0)
+        self.mistakes.clear()
+
+    def _on_evaluated(self, outcome: tuple[Evaluation, dict[str, Any], int]) -> None:
+        evaluation, run, request = outcome
+        if request == self._request:
+            self.set_evaluation(evaluation, run)
 
     def _on_failed(self, text: str) -> None:
-        self.title.setText(f"Cannot evaluate: {text}")
+        if self._job_request == self._request:
+            self.title.setText(f"Cannot evaluate: {text}")
 
     def _on_finished(self) -> None:
         self.job.wait()  # finished() fires just before the thread ends

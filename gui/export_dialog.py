@@ -63,7 +63,7 @@ class ExportDialog(QDialog):
     exported = Signal(object)
 
     def __init__(self, experiment_dir: Optional[Path | str] = None, parent: Optional[QWidget] = None,
-                 batch_size: Optional[int] = None) -> None:
+                 batch_size: Optional[int] = None, run_index: Optional[int] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export model")
         self.setMinimumWidth(620)
@@ -140,13 +140,17 @@ class ExportDialog(QDialog):
         layout.addWidget(self.status)
         layout.addLayout(buttons)
         if experiment_dir is not None:
-            self.set_experiment(experiment_dir, batch_size)
+            self.set_experiment(experiment_dir, batch_size, run_index)
         self._update_button()
 
     # -- choosing ---------------------------------------------------------------------------------
 
-    def set_experiment(self, folder: Path | str, batch_size: Optional[int] = None) -> bool:
-        """Show the runs of ``folder`` that have a checkpoint; False (and a message) if it cannot be read."""
+    def set_experiment(self, folder: Path | str, batch_size: Optional[int] = None,
+                       run_index: Optional[int] = None) -> bool:
+        """Show the runs of ``folder`` that have a checkpoint; False (and a message) if it cannot be read.
+
+        ``run_index`` preselects that exact run (a repeat), else the best run of ``batch_size``.
+        """
         folder = Path(folder)
         try:
             record = rec.load(folder)
@@ -162,7 +166,8 @@ class ExportDialog(QDialog):
         self.run_combo.clear()
         for run in runs:
             self.run_combo.addItem(run_label(run, repeats), run)
-        chosen = next((i for i, r in enumerate(runs) if r["batch_size"] == batch_size), 0)
+        chosen = next((i for i, r in enumerate(runs) if r.get("run_index") == run_index),
+                      next((i for i, r in enumerate(runs) if r["batch_size"] == batch_size), 0))
         self.run_combo.setCurrentIndex(chosen if runs else -1)
         self.run_combo.blockSignals(False)
         self._show_status("" if runs else "No run of this experiment has saved a checkpoint yet.", ok=bool(runs))
@@ -287,9 +292,11 @@ def _write_svg(item: pg.PlotItem, target: Path) -> None:
         painter.end()
 
 
-def save_plot_dialog(parent: QWidget, plot: pg.PlotItem | pg.PlotWidget, name: str = "plot") -> Optional[Path]:
-    """Ask where to save ``plot`` and save it; None when the user cancels."""
-    path, _ = QFileDialog.getSaveFileName(parent, "Save plot", f"{name}.png", "PNG image (*.png);;SVG drawing (*.svg)")
+def save_plot_dialog(parent: QWidget, plot: pg.PlotItem | pg.PlotWidget, name: str = "plot",
+                     folder: Optional[Path] = None) -> Optional[Path]:
+    """Ask where to save ``plot`` (offered in ``folder``) and save it; None when the user cancels."""
+    default = str(Path(folder or "") / f"{name}.png")
+    path, _ = QFileDialog.getSaveFileName(parent, "Save plot", default, "PNG image (*.png);;SVG drawing (*.svg)")
     if not path:
         return None
     if Path(path).suffix.lower() not in (".png", ".svg"):
@@ -301,9 +308,9 @@ def save_plot_dialog(parent: QWidget, plot: pg.PlotItem | pg.PlotWidget, name: s
         return None
 
 
-def save_histories_csv_dialog(parent: QWidget, record: dict[str, Any]) -> Optional[Path]:
+def save_histories_csv_dialog(parent: QWidget, record: dict[str, Any], folder: Optional[Path] = None) -> Optional[Path]:
     """Ask where to save the histories (one row per run and epoch) and write them atomically."""
-    default = f"{record.get('id') or 'experiment'}-histories.csv"
+    default = str(Path(folder or "") / f"{record.get('id') or 'experiment'}-histories.csv")
     path, _ = QFileDialog.getSaveFileName(parent, "Save histories as CSV", default, "CSV (*.csv)")
     if not path:
         return None

@@ -10,25 +10,32 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QSplitter, QTabWidget, QToolBar, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMainWindow,
+                               QMessageBox, QScrollArea, QSplitter, QTabWidget, QToolBar, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from engine import events as ev
 from engine import record as rec
+from engine.analysis import load_probe, summarize
 from engine.config import ConfigError, ExperimentConfig
 from engine.demo_data import DEFAULT_PER_CLASS, demo_data_exists, generate_demo_data
 from engine.stop import StopToken
 from gui import settings_store
-from gui.curves import CurvesView
+from gui.advice_panel import AdvicePanel
+from gui.curves import PLOTS, CurvesView
 from gui.data_panel import DataPanel, Scan
 from gui.engine_worker import RunFunction, TaskWorker, TrainingWorker
+from gui.evaluation_view import EvaluationView
+from gui.export_dialog import ExportDialog, save_histories_csv_dialog, save_plot, save_plot_dialog
 from gui.history_panel import HistoryPanel
-from gui.live_record import apply_event, start_record
+from gui.live_record import apply_event, best_run, start_record
 from gui.log_pane import LogPane
+from gui.predict_panel import PredictPanel
 from gui.progress_panel import ProgressPanel
-from gui.results_table import ResultsTable
+from gui.results_table import ResultsTable, SummaryLabel
 from gui.settings_panel import SettingsPanel
 
 NOTICE_STYLES = {
@@ -38,6 +45,23 @@ NOTICE_STYLES = {
 }
 
 
+_collector: Optional[GarbageCollector] = None
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Run Python's cycle collector only from the GUI thread's event loop (pyqtgraph's remedy).
+
+    Left automatic, it runs in whichever thread happens to allocate, e.g. the folder scan or the
+    training thread, and destroying Qt objects there crashes the process (seen in the tests).
+    """
+    global _collector
+    if _collector is None:
+        _collector = GarbageCollector(interval=1.0)
+
+
+ADVISOR_PLOTS = {"critical": "Steps vs samples to target", "noise_scale": "Gradient noise scale"}
+
+
 class MainWindow(QMainWindow):
     """The whole application window; engine work runs in QThreads owned here."""
 
@@ -45,6 +69,7 @@ class MainWindow(QMainWindow):
                  checkpoints: Path | str = "checkpoints", run: Optional[RunFunction] = None,
                  scan: Optional[Scan] = None, demo_per_class: int = DEFAULT_PER_CLASS) -> None:
         super().__init__()
+        collect_garbage_in_gui_thread()
         self.settings = settings
         self.data_root = Path(data_root)
         self.checkpoints = Path(checkpoints)
@@ -56,6 +81,8 @@ class MainWindow(QMainWindow):
         self.record_dir: Optional[Path] = None
         self._running_config: Optional[ExperimentConfig] = None
         self._close_pending = False
+        self.export_dialog: Optional[ExportDialog] = None
+        self._evaluated: Optional[tuple] = None  # what the Evaluation tab shows, to evaluate each run once
 
         self.setAcceptDrops(True)
         self.data_panel = DataPanel(scan)
@@ -63,6 +90,11 @@ class MainWindow(QMainWindow):
         self.history = HistoryPanel(self.checkpoints)
         self.curves = CurvesView()
         self.table = ResultsTable()
+        self.summary = SummaryLabel()
+        self.evaluation_view = EvaluationView()
+        self.predict_panel = PredictPanel()
+        self.advice_panel = AdvicePanel()
+        self.probe_dialog: Optional[QDialog] = None
         self.log = LogPane()
         self.progress = ProgressPanel()
         self.notice = QLabel()
@@ -74,7 +106,8 @@ class MainWindow(QMainWindow):
         self.data_panel.folder_chosen.connect(self._abandon_demo)
         self.settings_panel.changed.connect(self._on_settings_edit)
         self.history.open_requested.connect(self.open_experiment)
-        self.table.run_selected.connect(lambda run: self.curves.highlight(run["run_index"] if run else None))
+        self.table.run_selected.connect(self._on_run_selected)
+        self.views.currentChanged.connect(self._refresh_run_views)
         self._restore()
 
     # -- building ---------------------------------------------------------------------------------
@@ -92,21 +125,45 @@ class MainWindow(QMainWindow):
         self.reuse_action = QAction("Reuse its settings", self, triggered=self.reuse_settings)
         self.reuse_action.setStatusTip("Fill the setup with the settings and data folder of the experiment shown")
         self.quit_action = QAction("Quit", self, shortcut=QKeySequence("Ctrl+Q"), triggered=self.close)
+        self.export_action = QAction("Export best model…", self, shortcut=QKeySequence("Ctrl+E"),
+                                     triggered=self.export_selected)
+        self.save_csv_action = QAction("Save histories as CSV…", self, triggered=self.save_histories_csv)
+        self.save_csv_action.setStatusTip("One row per run and epoch, every recorded metric")
+        self.save_plot_actions: dict[str, QAction] = {}
+        titles = {**{key: title for key, (title, _label, _scale) in PLOTS.items()}, **ADVISOR_PLOTS}
+        for key, title in titles.items():
+            action = QAction(f"{title}…", self, triggered=self._save_plot_from_menu)
+            action.setData(key)
+            action.setStatusTip(f"Save the {title.lower()} plot as PNG or SVG")
+            self.save_plot_actions[key] = action
 
         file_menu = self.menuBar().addMenu("&File")
         for action in (self.choose_data_action, self.open_action, self.reuse_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        self.save_plot_menu = file_menu.addMenu("Save plot")
+        self.save_plot_menu.addActions(list(self.save_plot_actions.values()))
+        file_menu.addAction(self.save_csv_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction(self.start_action)
         run_menu.addAction(self.stop_action)
+        run_menu.addSeparator()
+        run_menu.addAction(self.export_action)
+        self.probe_action = QAction("Probe throughput…", self, triggered=self.open_probe)
+        self.probe_action.setStatusTip("Train a few steps at growing batch sizes: images per second and memory, "
+                                       "up to the largest batch that fits")
+        tools_menu = self.menuBar().addMenu("&Tools")
+        tools_menu.addAction(self.probe_action)
 
         toolbar = QToolBar("Main")
         toolbar.setObjectName("main_toolbar")
         toolbar.setMovable(False)
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for action in (self.start_action, self.stop_action, None, self.open_action, self.reuse_action):
+        for action in (self.start_action, self.stop_action, None, self.open_action, self.reuse_action, None,
+                       self.export_action):
             toolbar.addSeparator() if action is None else toolbar.addAction(action)
         self.addToolBar(toolbar)
         start_button = toolbar.widgetForAction(self.start_action)
@@ -130,8 +187,7 @@ class MainWindow(QMainWindow):
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(scroll, "Setup")
         self.side_tabs.addTab(self.history, "History")
-        self.side_tabs.currentChanged.connect(lambda i: self.history.refresh() if self.side_tabs.widget(i)
-                                              is self.history else None)
+        self.side_tabs.currentChanged.connect(self._on_side_tab)
         self.side_tabs.setMinimumWidth(330)
 
         self.notice.setWordWrap(True)
@@ -148,18 +204,40 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.notice, 1)
         bar.addWidget(dismiss, 0, Qt.AlignmentFlag.AlignTop)
         self.notice_bar.hide()
-        # Views: later features (evaluation, advisor, export previews) add tabs here.
         self.views = QTabWidget()
         self.views.addTab(self.curves, "Curves")
+        self.views.addTab(self.evaluation_view, "Evaluation")
+        self.views.addTab(self.predict_panel, "Try the model")
+        self.views.addTab(self.advice_panel, "Advisor")
+        self.views.setTabToolTip(1, "Confusion matrix, per-class precision/recall and mistakes of the selected run")
+        self.views.setTabToolTip(2, "Drop images to classify them with the selected run's best checkpoint")
+        self.views.setTabToolTip(3, "Which batch size to use and why: time to target, critical batch size, "
+                                    "gradient noise scale")
+        export_button = QToolButton()
+        export_button.setDefaultAction(self.export_action)
+        csv_button = QToolButton()
+        csv_button.setDefaultAction(self.save_csv_action)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(export_button)
+        buttons.addWidget(csv_button)
+        buttons.addStretch(1)
+        results = QWidget()
+        results_layout = QVBoxLayout(results)
+        results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.setSpacing(2)
+        results_layout.addWidget(self.table, 1)
+        results_layout.addWidget(self.summary)
+        results_layout.addLayout(buttons)
         self.details = QTabWidget()
-        self.details.addTab(self.table, "Results")
+        self.details.addTab(results, "Results")
         self.details.addTab(self.log, "Log")
         self.right_split = QSplitter(Qt.Orientation.Vertical)
         self.right_split.addWidget(self.views)
         self.right_split.addWidget(self.details)
         self.right_split.setStretchFactor(0, 3)
         self.right_split.setStretchFactor(1, 1)
-        self.right_split.setSizes([440, 180])
+        self.right_split.setSizes([400, 230])
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -232,8 +310,9 @@ class MainWindow(QMainWindow):
             return generate_demo_data(root, per_class=per_class, progress=report)
 
         worker = TaskWorker(draw)
-        worker.progress.connect(lambda done, total: self._on_demo_progress(worker, done, total))
-        worker.succeeded.connect(lambda folder: self._on_demo_ready(worker, folder))
+        # Bound methods of this window, never lambdas: Qt then queues the calls to the GUI thread.
+        worker.progress.connect(self._on_demo_progress)
+        worker.succeeded.connect(self._on_demo_ready)
         worker.failed.connect(self._on_demo_failed)
         worker.finished.connect(self._on_demo_finished)
         self.demo_worker = worker
@@ -246,12 +325,15 @@ class MainWindow(QMainWindow):
         if self.demo_worker is not None:
             self.demo_worker.request_stop()
 
-    def _on_demo_progress(self, worker: TaskWorker, done: int, total: int) -> None:
-        if not worker.stop_token.is_set():
+    def _demo_abandoned(self) -> bool:
+        return self.demo_worker is None or self.demo_worker.stop_token.is_set()
+
+    def _on_demo_progress(self, done: int, total: int) -> None:
+        if not self._demo_abandoned():
             self.data_panel.show_busy("Drawing the demo data set…", done, total)
 
-    def _on_demo_ready(self, worker: TaskWorker, folder: Path) -> None:
-        if not worker.stop_token.is_set():
+    def _on_demo_ready(self, folder: Path) -> None:
+        if not self._demo_abandoned():
             self.data_panel.end_busy()
             self.data_panel.set_folder(str(Path(folder).resolve()))
 
@@ -290,6 +372,7 @@ class MainWindow(QMainWindow):
         self.record, self.record_dir, self._running_config = None, None, config
         self.curves.set_runs([])
         self.table.set_runs([])
+        self._refresh_analysis()
         self.progress.show_idle("Preparing: loading the images and TensorFlow…")
         self.log.add("info", f"Starting: batch sizes {', '.join(map(str, config.batch_sizes))} on {config.data_dir}")
         worker = TrainingWorker(config, run=self._run)
@@ -330,6 +413,9 @@ class MainWindow(QMainWindow):
                 self.table.refresh()
             if isinstance(event, ev.RunFinished):
                 self._log_run_finished(event)
+                self._update_actions()  # the run may now have a checkpoint to export, evaluate, try
+                self._refresh_run_views()
+                self._refresh_analysis()
             elif isinstance(event, ev.ExperimentFinished):
                 self._on_experiment_finished(event)
 
@@ -403,6 +489,8 @@ class MainWindow(QMainWindow):
         self.table.set_runs(record["runs"])
         self.progress.show_record(record, opened=self.worker is None)
         self._update_actions()
+        self._refresh_run_views()
+        self._refresh_analysis()
         self._show_title()
 
     def reuse_settings(self) -> None:
@@ -414,7 +502,145 @@ class MainWindow(QMainWindow):
             self.data_panel.set_folder(config.data_dir)
         self.side_tabs.setCurrentIndex(0)
 
+    # -- analysis: fairness summary and advice ----------------------------------------------------
+
+    def _refresh_analysis(self) -> None:
+        """Summary under the table, time-to-target target, and the Advisor tab, from the record shown."""
+        if self.record is None or not self.record["runs"]:
+            self.summary.show_summary(None)
+            self.table.set_target(None)
+            self.advice_panel.clear()
+            return
+        try:
+            summary = summarize(self.record, load_probe(self.record_dir) if self.record_dir else None)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # a record from elsewhere may be odd
+            self.log.add("error", f"Cannot analyse {self.record.get('id')}: {type(exc).__name__}: {exc}")
+            return
+        self.summary.show_summary(summary)
+        self.table.set_target(summary.target_accuracy)
+        self.advice_panel.show_summary(summary, self.record)
+
+    def open_probe(self) -> None:
+        """The throughput probe dialog, tied to the experiment shown (its probe.json feeds the advice)."""
+        from gui.probe_dialog import ProbeDialog  # loaded on use: the window starts without it
+
+        if self.probe_dialog is not None and self.probe_dialog.isVisible():
+            self.probe_dialog.raise_()
+            return
+        self.probe_dialog = ProbeDialog(self.data_panel.folder(), self.settings_panel.image_size.value(),
+                                        str(self.record_dir) if self.record_dir else None, self)
+        self.probe_dialog.probed.connect(self._on_probed)
+        self.probe_dialog.open()
+
+    def _on_probed(self, _result: Any) -> None:
+        self._refresh_analysis()  # a new probe.json changes what the advice can say
+
+    # -- the selected run: export, evaluation, trying the model -----------------------------------
+
+    def _on_run_selected(self, run: Optional[dict[str, Any]]) -> None:
+        self.curves.highlight(run["run_index"] if run else None)
+        self._update_actions()
+        self._refresh_run_views()
+
+    def _focus_run(self) -> Optional[dict[str, Any]]:
+        """The run the per-run views show: the one selected in the table, else the best one."""
+        if self.record is None:
+            return None
+        return self.table.selected_run() or best_run(self.record["runs"])
+
+    def _refresh_run_views(self, _tab: int = -1) -> None:
+        run = self._focus_run()
+        self._refresh_predict(run)
+        if self.views.currentWidget() is self.evaluation_view:  # evaluating costs seconds: only when shown
+            self._refresh_evaluation(run)
+
+    def _refresh_evaluation(self, run: Optional[dict[str, Any]]) -> None:
+        if self.record_dir is None or run is None:
+            self._evaluated = None
+            self.evaluation_view.show_message("Select a finished run in the results table to see how its best "
+                                              "checkpoint does on the validation set.")
+            return
+        if not run.get("checkpoint") or run.get("status") in ("pending", "running"):
+            self._evaluated = None
+            self.evaluation_view.show_message(f"{_run_name(run, self.record)} has no finished checkpoint yet "
+                                              f"({run.get('status')}); select a finished run.")
+            return
+        key = (str(self.record_dir), run["run_index"], run.get("status"), (run.get("best") or {}).get("epoch"))
+        if key == self._evaluated:
+            return
+        try:  # the record on disk: the live one lacks the split digest that proves the validation set
+            record = rec.load(self.record_dir)
+        except rec.RecordError as exc:
+            self._evaluated = None
+            self.evaluation_view.show_message(str(exc))
+            return
+        on_disk = next((r for r in record["runs"] if r.get("run_index") == run["run_index"]), run)
+        self._evaluated = key
+        self.evaluation_view.show_run(self.record_dir, record, on_disk)
+
+    def _refresh_predict(self, run: Optional[dict[str, Any]]) -> None:
+        if self.record_dir is None or run is None or not run.get("checkpoint"):
+            return
+        try:
+            checkpoint = rec.inside(self.record_dir, run["checkpoint"])
+        except rec.RecordError as exc:
+            self.log.add("error", str(exc))
+            return
+        self.predict_panel.set_model(checkpoint, label=f"best checkpoint of {_run_name(run, self.record)} "
+                                                       f"({self.record.get('id')})")
+
+    def export_selected(self) -> None:
+        """Open the export dialog on the selected run (any format; it verifies what it wrote)."""
+        run = self.table.selected_run()
+        if self.record_dir is None or run is None or not run.get("checkpoint"):
+            return
+        if self.export_dialog is not None and self.export_dialog.job is not None:
+            self.export_dialog.raise_()  # an export is still being written: never start a second one over it
+            return
+        if self.export_dialog is not None:
+            self.export_dialog.deleteLater()
+        self.export_dialog = ExportDialog(self.record_dir, self, batch_size=run["batch_size"],
+                                          run_index=run["run_index"])
+        self.export_dialog.exported.connect(self._on_exported)
+        self.export_dialog.open()
+
+    def _on_exported(self, result: Any) -> None:
+        level = "info" if result.verification.matched else "warning"
+        self.log.add(level, f"Exported to {result.target}: {result.verification.message()}")
+
+    def _save_plot_from_menu(self) -> None:
+        action = self.sender()
+        if isinstance(action, QAction):
+            self.save_plot(action.data())
+
+    def save_plot(self, key: str, path: Optional[Path | str] = None) -> Optional[Path]:
+        """Save one plot as PNG or SVG; asks where unless ``path`` is given."""
+        plot = {**self.curves.plots, "critical": self.advice_panel.critical_plot,
+                "noise_scale": self.advice_panel.noise_plot}[key]
+        name = f"{self.record.get('id')}-{key}" if self.record else key
+        if path is None:
+            saved = save_plot_dialog(self, plot, name, self.record_dir)
+        else:
+            saved = save_plot(plot, path)
+        if saved is not None:
+            self.log.add("info", f"Saved the plot to {saved}")
+            self.statusBar().showMessage(f"Saved {saved}", 5000)
+        return saved
+
+    def save_histories_csv(self) -> Optional[Path]:
+        if self.record is None:
+            return None
+        saved = save_histories_csv_dialog(self, self.record, self.record_dir)
+        if saved is not None:
+            self.log.add("info", f"Saved the histories to {saved}")
+            self.statusBar().showMessage(f"Saved {saved}", 5000)
+        return saved
+
     # -- window chrome ----------------------------------------------------------------------------
+
+    def _on_side_tab(self, index: int) -> None:
+        if self.side_tabs.widget(index) is self.history:
+            self.history.refresh()
 
     def show_notice(self, level: str, text: str) -> None:
         """A message above the plots until dismissed or replaced (errors never only go to the log)."""
@@ -441,6 +667,16 @@ class MainWindow(QMainWindow):
         self.stop_action.setEnabled(running and not self.worker.stop_token.is_set())
         self.open_action.setEnabled(not running)
         self.reuse_action.setEnabled(not running and self.record is not None and self.record_dir is not None)
+        selected = self.table.selected_run()
+        can_export = self.record_dir is not None and selected is not None and bool(selected.get("checkpoint"))
+        self.export_action.setEnabled(can_export)
+        self.export_action.setToolTip("Export the selected run's best checkpoint (Ctrl+E)" if can_export else
+                                      "Select a run with a saved checkpoint in the results table to export it")
+        has_history = self.record is not None and any(r.get("history") for r in self.record["runs"])
+        self.save_csv_action.setEnabled(has_history)
+        for action in self.save_plot_actions.values():
+            action.setEnabled(has_history)
+        self.probe_action.setEnabled(not running and bool(self.data_panel.folder()))
         if problems and not running:
             self.statusBar().showMessage("Start is disabled: " + problems[0])
         else:
@@ -478,6 +714,12 @@ class MainWindow(QMainWindow):
         if self.demo_worker is not None:
             self.demo_worker.request_stop()
             self.demo_worker.wait()
+        if self.probe_dialog is not None and self.probe_dialog.isVisible():
+            self.probe_dialog.reject()  # stops a running probe and waits for its thread
+        for job in (self.evaluation_view.job, self.predict_panel.job,
+                    self.export_dialog.job if self.export_dialog is not None else None):
+            if job is not None:  # a thread must never outlive its window
+                job.wait()
         event.accept()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -494,6 +736,13 @@ class MainWindow(QMainWindow):
         else:
             self.data_panel.set_folder(str(folder))
             self.side_tabs.setCurrentIndex(0)
+
+
+def _run_name(run: dict[str, Any], record: Optional[dict[str, Any]]) -> str:
+    """'batch size 32' (plus the repeat when the experiment repeats runs)."""
+    repeats = len({r.get("repeat", 0) for r in (record or {}).get("runs", [])})
+    repeat = f", repeat {run.get('repeat', 0) + 1}" if repeats > 1 else ""
+    return f"batch size {run['batch_size']}{repeat}"
 
 
 def _dropped_folder(event: QDragEnterEvent | QDropEvent) -> Optional[Path]:

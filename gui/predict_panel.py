@@ -63,12 +63,17 @@ class PredictPanel(QWidget):
 
     # -- model ------------------------------------------------------------------------------------
 
-    def set_model(self, source: Path | str, batch_size: Optional[int] = None) -> None:
-        """Use ``source`` for the next predictions; it is loaded (safely) on first use."""
-        self._source = (Path(source), batch_size)
-        self.predictor = None
+    def set_model(self, source: Path | str, batch_size: Optional[int] = None, label: Optional[str] = None) -> None:
+        """Use ``source`` for the next predictions; it is loaded (safely) on first use.
+
+        ``label`` names the model for the user instead of its (long) path.
+        """
+        if self._source != (Path(source), batch_size):  # the same model stays loaded
+            self._source = (Path(source), batch_size)
+            self.predictor = None
         which = f" (batch size {batch_size})" if batch_size else ""
-        self.model_label.setText(f"Model: {source}{which}")
+        self.model_label.setText(f"Model: {label or str(source) + which}")
+        self.model_label.setToolTip(str(source))
 
     def _choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Model", "", "Keras model (*.keras)")
@@ -95,13 +100,13 @@ class PredictPanel(QWidget):
         if self.job is not None:
             self._queued = list(paths)
             return
-        source, batch_size = self._source
+        wanted = self._source
         loaded = self.predictor
 
-        def task(_log: object) -> tuple[Predictor, list[Prediction]]:
-            predictor = loaded or load_predictor(source, batch_size)
+        def task(_log: object) -> tuple[tuple[Path, Optional[int]], Predictor, list[Prediction]]:
+            predictor = loaded or load_predictor(*wanted)
             files = [f for p in paths for f in image_files(p)]
-            return predictor, predict_files(predictor, files)
+            return wanted, predictor, predict_files(predictor, files)
 
         self.hint.setText("Classifying…")
         self.job = BackgroundJob(task, self)
@@ -111,8 +116,10 @@ class PredictPanel(QWidget):
         self.job.finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
         self.job.start()
 
-    def _show_results(self, outcome: tuple[Predictor, list[Prediction]]) -> None:
-        self.predictor, self.results = outcome
+    def _show_results(self, outcome: tuple[tuple[Path, Optional[int]], Predictor, list[Prediction]]) -> None:
+        source, predictor, self.results = outcome
+        if source == self._source:  # keep it loaded, unless another model was chosen meanwhile
+            self.predictor = predictor
         self.list.clear()
         for result in self.results:
             if result.error:
@@ -123,7 +130,7 @@ class PredictPanel(QWidget):
             item.setToolTip(str(result.path))
             self.list.addItem(item)
         done = sum(r.error is None for r in self.results)
-        self.hint.setText(f"{done} of {len(self.results)} images classified with {self.predictor.source}.")
+        self.hint.setText(f"{done} of {len(self.results)} images classified with {predictor.source}.")
         self.predicted.emit(self.results)
 
     def _on_failed(self, text: str) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
 from engine import events as ev
 
 _SCALE = 1000  # progress bars are integer; this gives 0.1 % resolution
+DEVICE_WIDTH = 300  # px: a long CPU model name must not squeeze the progress bars
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -36,6 +38,8 @@ class ProgressPanel(QWidget):
         self.run_label = QLabel()
         self.time_label = QLabel()
         self.speed_label = QLabel()
+        self.device_label = QLabel()
+        self.device_label.setStyleSheet("color: #444;")
         for label, tip in ((self.run_label, "The run now training"),
                            (self.time_label, "Time left in the current run (an upper bound with early stopping)"),
                            (self.speed_label, "Training throughput of the current run")):
@@ -49,6 +53,7 @@ class ProgressPanel(QWidget):
         layout.addWidget(self.run_bar, 2)
         layout.addWidget(self.time_label)
         layout.addWidget(self.speed_label)
+        layout.addWidget(self.device_label)
         self._total_runs = 1
         self._runs_done = 0
         self._epochs = 1
@@ -62,6 +67,17 @@ class ProgressPanel(QWidget):
         self.run_label.setText(text)
         self.time_label.setText("")
         self.speed_label.setText("")
+        self.show_device(None, None)
+
+    def show_device(self, device: Optional[str], precision: Optional[str]) -> None:
+        """Which device and precision the experiment trains (or trained) on; long CPU names are elided."""
+        if not device:
+            self.device_label.clear()
+            self.device_label.setToolTip("")
+            return
+        text = f"{device} · {precision}" if precision else device
+        self.device_label.setText(self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, DEVICE_WIDTH))
+        self.device_label.setToolTip(f"Trains on {device}" + (f", {precision} precision" if precision else ""))
 
     def show_record(self, record: dict[str, Any], opened: bool) -> None:
         """A finished or reopened experiment: how far it got, no live numbers."""
@@ -73,11 +89,14 @@ class ProgressPanel(QWidget):
         self.run_label.setText(f"{verb}: {record.get('status', '?')}, {done} of {len(runs)} runs finished")
         self.time_label.setText("")
         self.speed_label.setText("")
+        environment = record.get("environment") or {}
+        self.show_device(environment.get("device"), environment.get("precision"))
 
     def on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.ExperimentStarted):
             self._total_runs, self._runs_done = max(1, event.total_runs), 0
-            self.show_idle(f"Starting {event.total_runs} runs on {event.device}")
+            self.show_idle(f"Starting {event.total_runs} runs")
+            self.show_device(event.device, event.precision)
         elif isinstance(event, ev.RunStarted):
             self._epochs, self._batch, self._run_number = max(1, event.epochs), event.batch_size, event.run_index + 1
             self._show_run(0.0, f"epoch 1 of {event.epochs}")

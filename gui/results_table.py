@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QWidget
 
+from engine.analysis import Summary
 from gui.live_record import best_run
 from gui.palette import batch_colours
 
-COLUMNS = ("Batch size", "Repeat", "Status", "Best val. accuracy", "Best epoch", "Epochs run",
-           "Seconds / epoch", "Images / s")
+COLUMNS = ("Batch size", "Repeat", "Status", "Best val. accuracy", "Best epoch", "Epochs run", "LR",
+           "Time to target", "Seconds / epoch", "Images / s")
+HEADER_TIPS = {
+    "LR": "Learning rate the run used, after any scaling by batch size (warm-up ramps up to it)",
+    "Seconds / epoch": "Mean wall-clock seconds per epoch, validation included",
+    "Images / s": "Mean training throughput",
+}
 STATUS_TEXT = {"pending": "queued"}
 STATUS_COLOURS = {"running": "#0072B2", "completed": "#007A55", "stopped": "#B35900", "failed": "#C0392B",
                   "pending": "#777777"}
 BEST_BACKGROUND = QColor("#FFF3C4")
 _REPEAT_COLUMN = COLUMNS.index("Repeat")
+_BEST_COLUMN = COLUMNS.index("Best val. accuracy")
+_LEFT_ALIGNED = (COLUMNS.index("Batch size"), COLUMNS.index("Status"))
+
+
+def format_time_to_target(reach: Optional[dict[str, Any]]) -> str:
+    """'12 ep · 3.4k steps · 1:05': epochs, optimizer steps and wall-clock time to the target."""
+    if not reach:
+        return "not reached"
+    return f"{reach['epoch']} ep · {_compact(reach['steps'])} steps · {_clock(reach['seconds'])}"
+
+
+def _compact(count: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= limit:
+            return f"{count / limit:.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{count:.0f}"
+
+
+def _clock(seconds: float) -> str:
+    """m:ss, or h:mm:ss from an hour on."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class ResultsTable(QTableWidget):
@@ -28,7 +58,11 @@ class ResultsTable(QTableWidget):
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(0, len(COLUMNS), parent)
         self._runs: list[dict[str, Any]] = []
+        self._target: Optional[float] = None
         self.setHorizontalHeaderLabels(COLUMNS)
+        for name, tip in HEADER_TIPS.items():
+            self.horizontalHeaderItem(COLUMNS.index(name)).setToolTip(tip)
+        self.set_target(None)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -49,11 +83,25 @@ class ResultsTable(QTableWidget):
         self.setColumnHidden(_REPEAT_COLUMN, len({r.get("repeat", 0) for r in runs}) <= 1)
         self.refresh()
 
+    def set_target(self, target: Optional[float]) -> None:
+        """The target val accuracy the "Time to target" column is measured against (None: not set yet)."""
+        self._target = target
+        goal = f"{100 * target:.1f} % val accuracy" if target is not None else "the target val accuracy"
+        self.horizontalHeaderItem(COLUMNS.index("Time to target")).setToolTip(
+            f"First epoch that reached {goal}: epochs, optimizer steps, wall-clock time (m:ss). "
+            "Known once the experiment ends.")
+        self.refresh()
+
     def refresh(self) -> None:
         """Redraw every row from the run dicts (cheap: a handful of rows)."""
         best = best_run(self._runs)
         for row, run in enumerate(self._runs):
             self._fill_row(row, run, run is best)
+
+    def selected_run(self) -> Optional[dict[str, Any]]:
+        """The run dict of the selected row (None when no single row is selected)."""
+        rows = {index.row() for index in self.selectedIndexes()}
+        return self._runs[rows.pop()] if len(rows) == 1 and len(self._runs) > max(rows) else None
 
     def cell_text(self, row: int, column: str) -> str:
         return self.item(row, COLUMNS.index(column)).text()
@@ -71,6 +119,8 @@ class ResultsTable(QTableWidget):
             _percent(best.get("val_accuracy")),
             str(best["epoch"]) if best.get("epoch") is not None else "–",
             epochs,
+            _lr(run.get("lr")),
+            format_time_to_target(run["time_to_target"]) if "time_to_target" in run else "–",
             _number(run.get("seconds_per_epoch"), 2),
             _number(run.get("images_per_s"), 0),
         )
@@ -81,9 +131,9 @@ class ResultsTable(QTableWidget):
             if item is None:
                 item = QTableWidgetItem()
                 self.setItem(row, column, item)
-            item.setText(("★ " + text) if is_best and column == 3 else text)
-            item.setTextAlignment(Qt.AlignmentFlag.AlignVCenter |
-                                  (Qt.AlignmentFlag.AlignLeft if column in (0, 2) else Qt.AlignmentFlag.AlignRight))
+            item.setText(("★ " + text) if is_best and column == _BEST_COLUMN else text)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignVCenter | (Qt.AlignmentFlag.AlignLeft if column in _LEFT_ALIGNED
+                                                                   else Qt.AlignmentFlag.AlignRight))
             item.setBackground(QBrush(BEST_BACKGROUND) if is_best else QBrush())
             item.setFont(bold if is_best else self.font())
             item.setToolTip("best validation accuracy of this experiment" if is_best else "")
@@ -94,15 +144,63 @@ class ResultsTable(QTableWidget):
         status_item.setForeground(QColor(STATUS_COLOURS.get(status, "#222222")))
         if status == "failed":
             status_item.setToolTip(f"failed: {run.get('error') or 'no reason recorded'}")
+        reach = run.get("time_to_target")
+        if reach:
+            goal = f"{100 * self._target:.1f} %" if self._target is not None else "the target"
+            self.item(row, COLUMNS.index("Time to target")).setToolTip(
+                f"reached {goal} at epoch {reach['epoch']}: {reach['steps']:,.0f} optimizer steps, "
+                f"{reach['samples']:,.0f} samples, {reach['seconds']:.1f} s")
 
     def _on_selection(self) -> None:
-        rows = {index.row() for index in self.selectedIndexes()}
-        self.run_selected.emit(self._runs[rows.pop()] if len(rows) == 1 else None)
+        self.run_selected.emit(self.selected_run())
 
 
 def _percent(value: Any) -> str:
     return f"{100 * value:.1f} %" if isinstance(value, (int, float)) else "–"
 
 
+def _lr(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "–"
+
+
 def _number(value: Any, decimals: int) -> str:
     return f"{value:,.{decimals}f}" if isinstance(value, (int, float)) else "–"
+
+
+def summary_html(summary: Summary) -> str:
+    """Mean ± spread of the best val accuracy per batch size, then the verdict, as rich text."""
+    colours = batch_colours([b.batch_size for b in summary.batches])
+    repeats = max((len(b.runs) for b in summary.batches), default=1)
+    parts = []
+    for batch in summary.batches:
+        if batch.best_mean is None:
+            continue
+        spread = f" ± {100 * batch.best_std:.1f}" if batch.best_std is not None else ""
+        parts.append(f"<span style='color:{colours[batch.batch_size].name()}'>■</span> batch {batch.batch_size}: "
+                     f"<b>{100 * batch.best_mean:.1f}{spread} %</b>")
+    if not parts:
+        return ""
+    what = f"mean ± std over {repeats} repeats" if repeats > 1 else "single runs"
+    text = f"Best val. accuracy ({what}): " + " &nbsp;·&nbsp; ".join(parts)
+    if summary.target_accuracy is not None:
+        text += f" &nbsp;·&nbsp; target {100 * summary.target_accuracy:.1f} %"
+    if summary.verdict:
+        text += "<br>" + html.escape(summary.verdict[:1].upper() + summary.verdict[1:])
+    return text
+
+
+class SummaryLabel(QLabel):
+    """The line under the table: per batch size mean ± spread, and whether the gap beats seed noise."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setContentsMargins(4, 2, 4, 2)
+        self.hide()
+
+    def show_summary(self, summary: Optional[Summary]) -> None:
+        text = summary_html(summary) if summary is not None else ""
+        self.setText(text)
+        self.setVisible(bool(text))

@@ -36,6 +36,10 @@ _TIPS = {
     "repeats": "Train every batch size this many times with different seeds, to see the spread.",
     "target_accuracy": "Validation accuracy the time-to-target comparison uses; auto is 95 % of the best run.",
     "noise_scale": "Estimate the gradient noise scale (a hint of the largest useful batch size); costs extra time.",
+    "devices": "Devices to train on, e.g. GPU:0 GPU:1. Empty: every visible GPU (several are used together with "
+               "MirroredStrategy; the batch size stays the global batch), else the CPU.",
+    "parallel": "Train the batch sizes at the same time, one run per device (needs as many devices as runs "
+                "to gain anything).",
 }
 
 
@@ -53,6 +57,20 @@ def parse_batch_sizes(text: str) -> tuple[list[int], Optional[str]]:
     if dupes:
         return [], f"Batch sizes: {', '.join(map(str, dupes))} given more than once"
     return sizes, None
+
+
+def parse_devices(text: str) -> tuple[Optional[list[str]], Optional[str]]:
+    """Device names from free text ('GPU:0 gpu:1'); None for empty (every visible GPU)."""
+    tokens = [t.upper() for t in re.split(r"[,;\s]+", text.strip()) if t]
+    if not tokens:
+        return None, None
+    for token in tokens:
+        if not re.fullmatch(r"(GPU|CPU):\d+", token):
+            return None, f"Devices: '{token}' is not a device name like GPU:0 or CPU:0"
+    dupes = sorted({t for t in tokens if tokens.count(t) > 1})
+    if dupes:
+        return None, f"Devices: {', '.join(dupes)} given more than once"
+    return tokens, None
 
 
 def parse_lr(text: str) -> tuple[Optional[float], Optional[str]]:
@@ -115,6 +133,12 @@ class SettingsPanel(QWidget):
         self.target_accuracy.setSuffix(" %")
         self.target_accuracy.setSpecialValueText("auto (95 % of the best)")
         self.noise_scale = QCheckBox("Estimate the gradient noise scale")
+        self.devices = QLineEdit()
+        self.devices.setPlaceholderText("e.g. GPU:0 GPU:1 (empty = all)")
+        self.devices_message = QLabel()
+        self.devices_message.setWordWrap(True)
+        self.devices_message.hide()
+        self.parallel = QCheckBox("One run per device, in parallel")
 
         main = QFormLayout()
         _rows(main, (("Name", self.name), ("Batch sizes", self.batch_sizes), (None, self.batch_message),
@@ -133,7 +157,8 @@ class SettingsPanel(QWidget):
         _rows(advanced, (("Precision", self.precision), ("LR scaling", self.lr_scaling),
                          ("Reference batch", self.lr_reference_batch), ("Warm-up", self.warmup_epochs),
                          ("Budget", self.budget), ("Time budget", self.budget_seconds), ("Repeats", self.repeats),
-                         ("Target accuracy", self.target_accuracy), (None, self.noise_scale)))
+                         ("Target accuracy", self.target_accuracy), (None, self.noise_scale),
+                         ("Devices", self.devices), (None, self.devices_message), (None, self.parallel)))
         self.advanced.hide()
         self.advanced_toggle.toggled.connect(self._toggle_advanced)
 
@@ -152,7 +177,8 @@ class SettingsPanel(QWidget):
                        self.precision.currentIndexChanged, self.lr_scaling.currentIndexChanged,
                        self.lr_reference_batch.valueChanged, self.warmup_epochs.valueChanged,
                        self.budget.currentIndexChanged, self.budget_seconds.valueChanged,
-                       self.repeats.valueChanged, self.target_accuracy.valueChanged, self.noise_scale.toggled):
+                       self.repeats.valueChanged, self.target_accuracy.valueChanged, self.noise_scale.toggled,
+                       self.devices.textChanged, self.parallel.toggled):
             signal.connect(self._on_edit)
         self._on_edit()
 
@@ -161,7 +187,7 @@ class SettingsPanel(QWidget):
     def set_config(self, config: ExperimentConfig) -> None:
         """Fill the form from a config (the remembered one, or an old experiment's).
 
-        Settings the form does not show (e.g. devices) are kept as they are and passed on by ``config``.
+        Settings the form does not show are kept as they are and passed on by ``config``.
         """
         self._base = config
         self.name.setText(config.name or "")
@@ -182,6 +208,8 @@ class SettingsPanel(QWidget):
         self.repeats.setValue(config.repeats)
         self.target_accuracy.setValue(100 * config.target_accuracy if config.target_accuracy else 0.0)
         self.noise_scale.setChecked(config.noise_scale)
+        self.devices.setText(" ".join(config.devices or []))
+        self.parallel.setChecked(config.parallel)
 
     def config(self, data_dir: str, out: str) -> ExperimentConfig:
         """The form as a config; call only when ``problems()`` is empty."""
@@ -200,6 +228,7 @@ class SettingsPanel(QWidget):
             repeats=self.repeats.value(),
             target_accuracy=self.target_accuracy.value() / 100 or None,
             noise_scale=self.noise_scale.isChecked(), name=self.name.text().strip() or None,
+            devices=parse_devices(self.devices.text())[0], parallel=self.parallel.isChecked(),
         )
 
     def val_split_fraction(self) -> float:
@@ -213,7 +242,8 @@ class SettingsPanel(QWidget):
 
     def problems(self) -> list[str]:
         """Messages for settings that block Start."""
-        found = [parse_batch_sizes(self.batch_sizes.text())[1], parse_lr(self.lr.text())[1]]
+        found = [parse_batch_sizes(self.batch_sizes.text())[1], parse_lr(self.lr.text())[1],
+                 parse_devices(self.devices.text())[1]]
         return [p for p in found if p]
 
     def warnings(self) -> list[str]:
@@ -239,6 +269,7 @@ class SettingsPanel(QWidget):
         warnings = self.warnings()
         _show(self.batch_message, error or " ".join(warnings), ERROR_STYLE if error else WARNING_STYLE)
         _show(self.lr_message, parse_lr(self.lr.text())[1] or "", ERROR_STYLE)
+        _show(self.devices_message, parse_devices(self.devices.text())[1] or "", ERROR_STYLE)
         self.budget_seconds.setEnabled(self.budget.currentData() == "time")
         self.lr_reference_batch.setEnabled(self.lr_scaling.currentData() != "none")
 

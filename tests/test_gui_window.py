@@ -63,7 +63,8 @@ class ScriptedEngine:
         folder.mkdir(parents=True)
         runs = [rec.new_run(i, size, 0, config.seed) for i, size in enumerate(config.batch_sizes)]
         record = {"schema_version": rec.SCHEMA_VERSION, "id": folder.name, "created": rec.utc_now(),
-                  "status": "running", "config": config.to_dict(), "dataset": {"classes": ["a", "b"]}, "runs": runs}
+                  "status": "running", "config": config.to_dict(), "dataset": {"classes": ["a", "b"]}, "runs": runs,
+                  "environment": {"device": "CPU (scripted)", "precision": "fp32"}}
         rec.save(folder, record)
         listener(ev.ExperimentStarted(str(folder), list(config.batch_sizes), len(runs), 96, 32, ["a", "b"],
                                       "CPU (scripted)", "fp32"))
@@ -469,3 +470,68 @@ def test_a_long_session_of_qt_calls_does_not_crash_python(qtbot):
         label.setText("x")
     assert label.text() == "x"
 
+
+
+def test_devices_and_parallel_are_settings_that_are_remembered(qtbot, make_window, images):
+    first = make_window(data_dir=images)
+    ready(qtbot, first)
+    panel = first.settings_panel
+    panel.devices.setText("gpu0")
+    assert "Devices: 'GPU0' is not a device name like GPU:0 or CPU:0" in panel.devices_message.text()
+    assert not first.start_action.isEnabled()
+    panel.devices.setText("GPU:0, GPU:0")
+    assert "GPU:0 given more than once" in panel.devices_message.text()
+    panel.devices.setText("gpu:0 GPU:1")
+    panel.parallel.setChecked(True)
+    assert first.start_action.isEnabled() and not panel.devices_message.isVisible()
+    config = panel.config("d", "o").validate()
+    assert (config.devices, config.parallel) == (["GPU:0", "GPU:1"], True)
+    panel.devices.clear()
+    assert panel.config("d", "o").devices is None  # empty: every visible GPU
+    panel.devices.setText("CPU:0")
+    first.close()
+
+    second = make_window()
+    config = second.settings_panel.config("d", "o")
+    assert (config.devices, config.parallel) == (["CPU:0"], True)
+    assert second.settings_panel.devices.text() == "CPU:0"
+
+
+def test_the_progress_strip_names_the_device_and_precision(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.batch_sizes.setText("8")
+    run_to_end(qtbot, window)
+    assert window.progress.device_label.text() == "CPU (scripted) · fp32"
+    assert "fp32 precision" in window.progress.device_label.toolTip()
+
+
+def test_per_run_actions_follow_the_selection(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    assert not window.save_csv_action.isEnabled() and not window.export_action.isEnabled()
+    window.settings_panel.batch_sizes.setText("8, 32")
+    run_to_end(qtbot, window)
+    assert window.save_csv_action.isEnabled()
+    assert all(action.isEnabled() for action in window.save_plot_actions.values())
+    window.table.selectRow(0)
+    assert not window.export_action.isEnabled()  # the scripted runs saved no checkpoint
+    assert "Select a run with a saved checkpoint" in window.export_action.toolTip()
+    window.views.setCurrentWidget(window.evaluation_view)
+    assert "has no finished checkpoint yet" in window.evaluation_view.title.text()
+    assert window.evaluation_view.job is None
+    window.views.setCurrentWidget(window.advice_panel)
+    assert "batch size" in window.advice_panel.advice.text()
+    assert "Best val. accuracy (single runs)" in window.summary.text()
+
+
+def test_probe_throughput_opens_on_the_chosen_data(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.image_size.setValue(48)
+    assert window.probe_action.isEnabled()
+    window.probe_action.trigger()
+    dialog = window.probe_dialog
+    assert dialog.isVisible()
+    assert (dialog.data_dir, dialog.image_size, dialog.experiment_dir) == (str(images), 48, None)
+    dialog.reject()

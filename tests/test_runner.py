@@ -204,3 +204,18 @@ def test_noise_scale_is_recorded_per_epoch_and_kept_out_of_the_timing(tmp_path):
     assert warnings == ["batch size 16: no noise scale, it needs at least 2 full batches of training data per "
                         "epoch (there are 1)"]
     assert all("noise_scale" not in h for h in whole["history"])
+
+
+def test_best_checkpoint_holds_the_model_without_optimizer_state(finished):
+    import io
+    import zipfile
+
+    import h5py
+
+    exp, record, _ = finished
+    run = record["runs"][0]
+    with zipfile.ZipFile(exp / run["checkpoint"]) as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        assert "layers" in weights and "optimizer" not in weights
+    model = keras.saving.load_model(exp / run["checkpoint"], compile=False, safe_mode=True)
+    assert model.output_shape == (None, 3) and model.input_shape == (None, 32, 32, 3)
