@@ -21,7 +21,7 @@ from engine import events as ev
 from engine import record as rec
 from engine.analysis import load_probe, summarize
 from engine.config import ConfigError, ExperimentConfig
-from engine.demo_data import DEFAULT_PER_CLASS, demo_data_exists, generate_demo_data
+from engine.demo_data import DEFAULT_PER_CLASS, DEMO_IMAGE_SIZE, demo_data_exists, generate_demo_data
 from engine.stop import StopToken
 from gui import settings_store
 from gui.advice_panel import AdvicePanel
@@ -278,6 +278,8 @@ class MainWindow(QMainWindow):
         if folder:
             self.data_panel.set_folder(folder)
         else:
+            if config is None:  # first launch: a demo that trains in minutes, not the seed's 150 px
+                self.settings_panel.image_size.setValue(DEMO_IMAGE_SIZE)
             self.use_demo_data()
         self._show_title()
 

@@ -165,6 +165,7 @@ def test_first_launch_draws_the_demo_data_in_the_background(qtbot, make_window, 
     assert len(window.data_panel.report.classes) == 5
     assert any("demo data" in line for line in window.log.lines())
     assert window.start_action.isEnabled()
+    assert window.settings_panel.image_size.value() == 32  # the demo's size, not the seed's 150 px
 
 
 def test_choosing_a_folder_while_the_demo_set_is_drawn_wins(qtbot, make_window, tmp_path, images):
