@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from engine.config import ExperimentConfig
+from engine.demo_data import DEMO_IMAGE_SIZE
 from engine.devices import DeviceFacts, choose_precision, detect, describe
 from engine.prepare import Prepared
 
@@ -45,10 +46,12 @@ def settings_for(quick: bool, **overrides: Any) -> BenchSettings:
     """``--quick`` keeps CI under three minutes on two cores: 64 px images, a 400-image demo set."""
     if quick:
         base = BenchSettings(quick=True, image_size=64, batch_sizes=(32, 256), demo_per_class=80,
-                             engine_epochs=2, matmul_n=1024, accuracy_epochs=0, accuracy_image_size=64, gui=True)
+                             engine_epochs=2, matmul_n=1024, accuracy_epochs=0, accuracy_image_size=DEMO_IMAGE_SIZE,
+                             gui=True)
     else:
         base = BenchSettings(quick=False, image_size=150, batch_sizes=(32, 256), demo_per_class=500,
-                             engine_epochs=2, matmul_n=2048, accuracy_epochs=8, accuracy_image_size=64, gui=True)
+                             engine_epochs=2, matmul_n=2048, accuracy_epochs=8, accuracy_image_size=DEMO_IMAGE_SIZE,
+                             gui=True)
     values = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
     values["batch_sizes"] = tuple(values["batch_sizes"])
     return BenchSettings(**values)
