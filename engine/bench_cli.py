@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--matmul-n", type=positive_int, default=None, help="matrix side for the peak")
     bench.add_argument("--accuracy-epochs", type=int, default=None,
                        help="epochs of the fp32-vs-mixed accuracy check (0: skip)")
+    bench.add_argument("--rounds", type=positive_int, default=None,
+                       help="interleaved repeats of the throughput figures, medians reported (default: 3; quick: 1)")
     bench.add_argument("--no-gui", action="store_true", help="skip training inside the window")
     bench.set_defaults(handler=cmd_bench)
 
@@ -30,7 +32,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = settings_for(args.quick, image_size=args.image_size, batch_sizes=args.batch_sizes,
                             demo_per_class=args.demo_per_class, matmul_n=args.matmul_n,
-                            accuracy_epochs=args.accuracy_epochs, data_dir=args.data,
+                            accuracy_epochs=args.accuracy_epochs, data_dir=args.data, rounds=args.rounds,
                             gui=False if args.no_gui else None)
     result = run_bench(settings, say=lambda line: print(f"… {line}", file=sys.stderr, flush=True))
     print(table(result))

@@ -43,9 +43,6 @@ from engine.prepare import Prepared, prepare
 from engine.runner import Experiment
 from engine.stop import StopToken
 
-MESSAGE_PREFIX = "BATCHLAB-CHILD "
-EVENT_TYPES = {cls.__name__: cls for cls in (ev.RunStarted, ev.BatchProgress, ev.EpochEnded, ev.RunFinished,
-                                             ev.LogMessage)}
 CHILD_COMMAND = "import sys; from engine.distribute import child_main; sys.exit(child_main())"
 
 
@@ -199,8 +196,9 @@ class _Child:
 
     def _read_stdout(self, inbox: "queue.Queue[tuple]") -> None:
         for line in self.process.stdout:
-            if line.startswith(MESSAGE_PREFIX):
-                inbox.put((self, json.loads(line[len(MESSAGE_PREFIX):])))
+            message = ev.read_message(line)
+            if message is not None:
+                inbox.put((self, message))
         inbox.put((self, None))
 
     def _read_stderr(self) -> None:
@@ -261,7 +259,7 @@ class ParallelExperiment(Experiment):
             self.record["runs"][child.run_index] = message["run"]
             self.save_record()
         else:
-            self.listener(EVENT_TYPES[message["event"]](**message["data"]))
+            self.listener(ev.event_from_message(message))
 
     def child_exited(self, child: _Child) -> None:
         code = child.process.wait()
@@ -286,16 +284,7 @@ class ChildExperiment(Experiment):
         self.run_index = run_index
 
     def save_record(self) -> None:
-        _send({"run": self.record["runs"][self.run_index]})
-
-
-def _send(message: dict[str, Any]) -> None:
-    sys.stdout.write(MESSAGE_PREFIX + json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-def _send_event(event: ev.Event) -> None:
-    _send({"event": type(event).__name__, "data": dataclasses.asdict(event)})
+        ev.send_message({"run": self.record["runs"][self.run_index]})
 
 
 def _watch_parent(stop: StopToken) -> None:
@@ -322,7 +311,7 @@ def child_main() -> int:
     prepared = dataclasses.replace(prepare(config, ignore, stop), precision=PrecisionChoice(**spec["precision"]))
     record = spec["record"]
     record["environment"]["device"] = f"{spec['device']} ({describe(prepared.facts)})"
-    experiment = ChildExperiment(prepared, Path(spec["experiment_dir"]), record, _send_event, stop, Placement(),
+    experiment = ChildExperiment(prepared, Path(spec["experiment_dir"]), record, ev.send_event, stop, Placement(),
                                  run_index=spec["run_index"])
     experiment.train(record["runs"][spec["run_index"]])
     return 0

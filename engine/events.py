@@ -7,7 +7,9 @@ takes one event; it is called on the training thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import sys
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Union
 
 
@@ -102,6 +104,32 @@ Event = Union[
     ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunFinished, ExperimentFinished, LogMessage
 ]
 Listener = Callable[[Event], None]
+
+# Events crossing a process boundary (a parallel run's child, a cluster's chief) travel as one
+# JSON line on standard output behind this prefix; any other output is left alone.
+MESSAGE_PREFIX = "BATCHLAB-CHILD "
+EVENT_TYPES = {cls.__name__: cls for cls in (ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunFinished,
+                                             ExperimentFinished, LogMessage)}
+
+
+def send_message(message: dict[str, Any]) -> None:
+    """Write one message line for the parent process."""
+    sys.stdout.write(MESSAGE_PREFIX + json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def send_event(event: Event) -> None:
+    """A listener for a child process: every event goes to the parent."""
+    send_message({"event": type(event).__name__, "data": asdict(event)})
+
+
+def read_message(line: str) -> Optional[dict[str, Any]]:
+    """The message in one output line of a child, or None for other output."""
+    return json.loads(line[len(MESSAGE_PREFIX):]) if line.startswith(MESSAGE_PREFIX) else None
+
+
+def event_from_message(message: dict[str, Any]) -> Event:
+    return EVENT_TYPES[message["event"]](**message["data"])
 
 
 def ignore(_event: Event) -> None:

@@ -12,17 +12,15 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 from typing import Any
 
 from engine.cli import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, add_run_arguments, config_from_args, install_interrupt
+from engine.cluster import check_addresses
 from engine.config import ConfigError, ExperimentConfig
-from engine.events import Event, LogMessage, RunFinished
-
-ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+from engine.events import Event, LogMessage, RunFinished, send_event
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--cluster", nargs="+", metavar="HOST:PORT",
                         help="every machine's address, the chief first; writes TF_CONFIG (default: TF_CONFIG)")
     worker.add_argument("--index", type=int, default=None, help="this machine's place in --cluster (0: the chief)")
+    worker.add_argument("--events", action="store_true", help=argparse.SUPPRESS)  # for the window: events as JSON lines
     worker.set_defaults(handler=cmd_worker)
 
 
@@ -46,9 +45,7 @@ class ClusterRole:
 def cluster_role(cluster: list[str] | None, index: int | None) -> ClusterRole:
     """Write TF_CONFIG from ``--cluster``/``--index`` if given, then read this machine's role from it."""
     if cluster:
-        for address in cluster:
-            if not ADDRESS.match(address):
-                raise ConfigError(f"--cluster: {address!r} is not HOST:PORT")
+        check_addresses(cluster, "--cluster")
         if index is None or not 0 <= index < len(cluster):
             raise ConfigError(f"--index: give this machine's place in --cluster, 0 to {len(cluster) - 1} (0: chief)")
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": cluster},
@@ -119,27 +116,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     stop = StopToken()
     install_interrupt(stop)
-    listener = stop_after_failure(TerminalProgress() if role.is_chief else WorkerLog(role.index), stop)
-    prepared = prepare(config, listener, stop)  # data errors before TensorFlow starts the cluster
-    from engine.distribute import MultiWorkerStrategy, Placement, check_distributable
-    from engine.runner import run_experiment
-
-    strategy = MultiWorkerStrategy()  # reads TF_CONFIG; waits for the other workers at the first step
-    placement = Placement(strategy=strategy, workers=role.workers)
-    check_distributable(config, placement, listener)
+    shown = send_event if args.events else TerminalProgress() if role.is_chief else WorkerLog(role.index)
+    listener = stop_after_failure(shown, stop)
+    # Only the chief keeps files; the others (decoded-image cache included) use a scratch folder.
     out = config.out if role.is_chief else tempfile.mkdtemp(prefix="batchlab-worker-")
+    config = dataclasses.replace(config, out=out)
     try:
-        experiment_dir = run_experiment(dataclasses.replace(config, out=out), listener, stop, prepared, placement)
+        prepared = prepare(config, listener, stop)  # data errors before TensorFlow starts the cluster
+        from engine.distribute import MultiWorkerStrategy, Placement, check_distributable
+        from engine.runner import run_experiment
+
+        strategy = MultiWorkerStrategy()  # reads TF_CONFIG; waits for the other workers at the first step
+        placement = Placement(strategy=strategy, workers=role.workers)
+        check_distributable(config, placement, listener)
+        experiment_dir = run_experiment(config, listener, stop, prepared, placement)
         record = rec.load(experiment_dir)
     finally:
         if not role.is_chief:
             shutil.rmtree(out, ignore_errors=True)
-    if role.is_chief:
+    if not role.is_chief:
+        print(f"worker {role.index}: finished; the chief keeps the record and checkpoints")
+    elif not args.events:  # with --events the window shows the results
         print()
         print(results_table(record))
         print(f"\nrecord: {experiment_dir / rec.RECORD_NAME}")
-    else:
-        print(f"worker {role.index}: finished; the chief keeps the record and checkpoints")
     statuses = {r["status"] for r in record["runs"]}
     if "failed" in statuses:
         return EXIT_FAILED

@@ -6,6 +6,7 @@ dicts feed the curves and the table (``show_record`` / ``live_record.apply_event
 
 from __future__ import annotations
 
+import functools
 import html
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QFrame, QGroupBox, QHBoxLay
 from engine import events as ev
 from engine import record as rec
 from engine.analysis import load_probe, summarize
+from engine.cluster import run_cluster_chief
 from engine.config import ConfigError, ExperimentConfig
 from engine.demo_data import DEFAULT_PER_CLASS, DEMO_IMAGE_SIZE, demo_data_exists, generate_demo_data
 from engine.stop import StopToken
@@ -263,6 +265,7 @@ class MainWindow(QMainWindow):
         config = settings_store.load_config(self.settings)
         if config is not None:
             self.settings_panel.set_config(config)
+        self.settings_panel.set_cluster(settings_store.load_cluster(self.settings))
         geometry = self.settings.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -286,6 +289,7 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         if not self.settings_panel.problems():
             settings_store.save_config(self.settings, self.settings_panel.config("", str(self.checkpoints)))
+            settings_store.save_cluster(self.settings, self.settings_panel.cluster_addresses())
         if self.data_panel.folder():
             settings_store.save_data_dir(self.settings, self.data_panel.folder())
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -377,7 +381,9 @@ class MainWindow(QMainWindow):
         self._refresh_analysis()
         self.progress.show_idle("Preparing: loading the images and TensorFlow…")
         self.log.add("info", f"Starting: batch sizes {', '.join(map(str, config.batch_sizes))} on {config.data_dir}")
-        worker = TrainingWorker(config, run=self._run)
+        cluster = self.settings_panel.cluster_addresses()
+        run = functools.partial(run_cluster_chief, cluster=cluster) if cluster else self._run
+        worker = TrainingWorker(config, run=run)
         worker.event.connect(self._on_event)
         worker.failed.connect(self._on_failed)
         worker.finished.connect(self._on_worker_finished)

@@ -11,7 +11,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
-from engine.config import BUDGETS, LR_SCALINGS, PRECISIONS, ExperimentConfig
+from engine.cluster import parse_cluster
+from engine.config import BUDGETS, LR_SCALINGS, PRECISIONS, ConfigError, ExperimentConfig
 
 ERROR_STYLE = "color: #C0392B;"
 WARNING_STYLE = "color: #B35900;"
@@ -40,6 +41,8 @@ _TIPS = {
                "MirroredStrategy; the batch size stays the global batch), else the CPU.",
     "parallel": "Train the batch sizes at the same time, one run per device (needs as many devices as runs "
                 "to gain anything).",
+    "cluster": "Several machines: HOST:PORT of every machine, this one (the chief, which keeps the record) "
+               "first. Each batch is split over all of them; the log shows the command to start on the others.",
 }
 
 
@@ -71,6 +74,14 @@ def parse_devices(text: str) -> tuple[Optional[list[str]], Optional[str]]:
     if dupes:
         return None, f"Devices: {', '.join(dupes)} given more than once"
     return tokens, None
+
+
+def parse_cluster_text(text: str) -> tuple[Optional[list[str]], Optional[str]]:
+    """Machine addresses from free text; None for empty (this machine only)."""
+    try:
+        return parse_cluster(text), None
+    except ConfigError as exc:
+        return None, f"Cluster: {str(exc).removeprefix('cluster: ')}"
 
 
 def parse_lr(text: str) -> tuple[Optional[float], Optional[str]]:
@@ -139,6 +150,11 @@ class SettingsPanel(QWidget):
         self.devices_message.setWordWrap(True)
         self.devices_message.hide()
         self.parallel = QCheckBox("One run per device, in parallel")
+        self.cluster = QLineEdit()
+        self.cluster.setPlaceholderText("this machine only; or HOST:PORT of each machine, this one first")
+        self.cluster_message = QLabel()
+        self.cluster_message.setWordWrap(True)
+        self.cluster_message.hide()
 
         main = QFormLayout()
         _rows(main, (("Name", self.name), ("Batch sizes", self.batch_sizes), (None, self.batch_message),
@@ -158,7 +174,8 @@ class SettingsPanel(QWidget):
                          ("Reference batch", self.lr_reference_batch), ("Warm-up", self.warmup_epochs),
                          ("Budget", self.budget), ("Time budget", self.budget_seconds), ("Repeats", self.repeats),
                          ("Target accuracy", self.target_accuracy), (None, self.noise_scale),
-                         ("Devices", self.devices), (None, self.devices_message), (None, self.parallel)))
+                         ("Devices", self.devices), (None, self.devices_message), (None, self.parallel),
+                         ("Cluster", self.cluster), (None, self.cluster_message)))
         self.advanced.hide()
         self.advanced_toggle.toggled.connect(self._toggle_advanced)
 
@@ -178,7 +195,7 @@ class SettingsPanel(QWidget):
                        self.lr_reference_batch.valueChanged, self.warmup_epochs.valueChanged,
                        self.budget.currentIndexChanged, self.budget_seconds.valueChanged,
                        self.repeats.valueChanged, self.target_accuracy.valueChanged, self.noise_scale.toggled,
-                       self.devices.textChanged, self.parallel.toggled):
+                       self.devices.textChanged, self.parallel.toggled, self.cluster.textChanged):
             signal.connect(self._on_edit)
         self._on_edit()
 
@@ -231,6 +248,15 @@ class SettingsPanel(QWidget):
             devices=parse_devices(self.devices.text())[0], parallel=self.parallel.isChecked(),
         )
 
+    def cluster_addresses(self) -> Optional[list[str]]:
+        """The machines to train on (this one first), or None for this machine alone.
+
+        Kept out of the config: it says where an experiment trains, not what it is."""
+        return parse_cluster_text(self.cluster.text())[0]
+
+    def set_cluster(self, addresses: Optional[list[str]]) -> None:
+        self.cluster.setText(" ".join(addresses or []))
+
     def val_split_fraction(self) -> float:
         return round(self.val_split.value() / 100, 4)
 
@@ -243,7 +269,7 @@ class SettingsPanel(QWidget):
     def problems(self) -> list[str]:
         """Messages for settings that block Start."""
         found = [parse_batch_sizes(self.batch_sizes.text())[1], parse_lr(self.lr.text())[1],
-                 parse_devices(self.devices.text())[1]]
+                 parse_devices(self.devices.text())[1], parse_cluster_text(self.cluster.text())[1]]
         return [p for p in found if p]
 
     def warnings(self) -> list[str]:
@@ -270,6 +296,10 @@ class SettingsPanel(QWidget):
         _show(self.batch_message, error or " ".join(warnings), ERROR_STYLE if error else WARNING_STYLE)
         _show(self.lr_message, parse_lr(self.lr.text())[1] or "", ERROR_STYLE)
         _show(self.devices_message, parse_devices(self.devices.text())[1] or "", ERROR_STYLE)
+        cluster, cluster_error = parse_cluster_text(self.cluster.text())
+        _show(self.cluster_message, cluster_error or (f"This machine is the chief of {len(cluster)}; Start shows the "
+                                                      "command to run on the others." if cluster else ""),
+              ERROR_STYLE if cluster_error else "")
         self.budget_seconds.setEnabled(self.budget.currentData() == "time")
         self.lr_reference_batch.setEnabled(self.lr_scaling.currentData() != "none")
 

@@ -15,6 +15,7 @@ from engine.config import ConfigError, ExperimentConfig
 
 CONFIG_KEY = "experiment/config"
 DATA_DIR_KEY = "experiment/data_dir"
+CLUSTER_KEY = "experiment/cluster"
 
 
 def load_config(settings: QSettings) -> Optional[ExperimentConfig]:
@@ -39,3 +40,13 @@ def load_data_dir(settings: QSettings) -> Optional[str]:
 
 def save_data_dir(settings: QSettings, folder: str) -> None:
     settings.setValue(DATA_DIR_KEY, folder)
+
+
+def load_cluster(settings: QSettings) -> Optional[list[str]]:
+    """The remembered machine addresses (this one first), or None for this machine alone."""
+    value = settings.value(CLUSTER_KEY)
+    return value.split() if isinstance(value, str) and value.strip() else None
+
+
+def save_cluster(settings: QSettings, addresses: Optional[list[str]]) -> None:
+    settings.setValue(CLUSTER_KEY, " ".join(addresses or []))

@@ -19,7 +19,7 @@ CONTRACT_KEYS = ("matmul_gflops_fp32", "matmul_gflops_mixed", "bare_images_per_s
 def test_tiny_quick_bench_writes_every_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     code = main(["bench", "--quick", "--image-size", "32", "--batch-sizes", "8", "--demo-per-class", "6",
-                 "--matmul-n", "64", "--accuracy-epochs", "1", "--json", str(out)])
+                 "--matmul-n", "64", "--accuracy-epochs", "1", "--rounds", "2", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     for key in CONTRACT_KEYS:
@@ -27,6 +27,9 @@ def test_tiny_quick_bench_writes_every_key(tmp_path: Path, capsys: pytest.Captur
     for key in ("bare_images_per_s", "engine_images_per_s", "engine_vs_bare_fp32", "pipeline_vs_engine",
                 "mixed_vs_fp32"):
         assert set(result[key]) == {"8"} and result[key]["8"] > 0, key
+    samples = result["samples_images_per_s"]  # two interleaved rounds; the figures are their medians
+    assert [len(samples[name]["8"]) for name in ("bare", "bare_mixed", "engine", "pipeline")] == [2, 2, 2, 2]
+    assert result["engine_images_per_s"]["8"] == pytest.approx(sum(samples["engine"]["8"]) / 2)
     assert result["matmul_gflops_fp32"] > 0 and result["gui_stall_max_ms"] >= result["gui_stall_p99_ms"] >= 0
     assert set(result["train_flops_vs_peak"]) == {"fp32", "mixed"}
     assert 0 <= result["mixed_val_acc_gap_points"] <= 100

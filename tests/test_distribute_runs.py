@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_image_folder
+from tests.conftest import free_ports, write_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,16 +105,6 @@ def test_two_replicas_follow_the_same_curve_as_one(mirrored_and_single):
         for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-5), (a["epoch"], key)
     assert two["runs"][0]["history"][1]["loss"] != pytest.approx(two["runs"][0]["history"][0]["loss"], rel=1e-3)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_two_workers_train_one_experiment_and_only_the_chief_writes(tmp_path):

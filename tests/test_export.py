@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.export import ExportError, choose_run, export_run, float32_copy, format_availability
+from engine.export import TOLERANCE, ExportError, choose_run, export_run, float32_copy, format_availability
 from engine.predict import META_NAME, load_predictor, predict_files
 from engine.record import RecordError
 from engine.safe_load import ModelLoadError, load_keras_model
@@ -50,7 +50,11 @@ def test_export_reloads_and_predicts_like_the_checkpoint(experiment: Path, tmp_p
     exported = predict_files(load_predictor(tmp_path / fmt), files)
     original = predict_files(load_predictor(experiment, batch_size=4), files)
     assert [p.class_name for p in exported] == [p.class_name for p in original]
-    assert np.allclose([p.confidence for p in exported], [p.confidence for p in original], atol=1e-4)
+    # A mixed-precision checkpoint (chosen by `auto` on CPUs with bf16) is exported in float32:
+    # then only the export's promised tolerance holds; an fp32 run must agree almost exactly.
+    mixed = json.loads((experiment / "experiment.json").read_text())["environment"]["precision"] != "fp32"
+    atol = TOLERANCE if mixed else 1e-4
+    assert np.allclose([p.confidence for p in exported], [p.confidence for p in original], atol=atol)
 
 
 def test_export_replaces_an_earlier_export_but_never_a_foreign_folder(experiment: Path, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +114,44 @@ def test_closing_during_real_training_stops_cleanly(qtbot, window, monkeypatch):
     record = rec.load(window.record_dir)
     assert record["status"] == "stopped"
     assert record["runs"][0]["status"] == "stopped"
+
+
+def test_the_window_is_the_chief_of_a_two_machine_cluster(qtbot, window, tmp_path):
+    """The window trains on a cluster of itself and one worker process; the curves come from the chief."""
+    from engine.cluster import worker_arguments
+    from gui import settings_store
+    from tests.conftest import free_ports
+
+    panel = window.settings_panel
+    panel.batch_sizes.setText("4")
+    panel.precision.setCurrentIndex(panel.precision.findData("fp32"))
+    panel.cluster.setText("127.0.0.1:1")
+    assert window.start_problems() == ["Cluster: give every machine's HOST:PORT, this one (the chief) first: "
+                                       "at least two"]
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    panel.cluster.setText(", ".join(cluster))
+    assert panel.cluster_message.text().startswith("This machine is the chief of 2")
+    window.start_action.trigger()
+    assert settings_store.load_cluster(window.settings) == cluster  # remembered for the next launch
+    qtbot.waitUntil(lambda: any("--index 1" in line for line in window.log.lines()), timeout=30_000)
+
+    scratch = tmp_path / "machine1"
+    scratch.mkdir()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(scratch)}
+    other = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent.parent / "main.py"),
+                              *worker_arguments(window._running_config, cluster, 1)],
+                             cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        qtbot.waitUntil(lambda: window.worker is None, timeout=240_000)
+        assert other.wait(timeout=60) == 0
+    finally:
+        if other.poll() is None:
+            other.kill()
+
+    on_disk = rec.load(window.record_dir)
+    assert on_disk["environment"]["distribution"]["workers"] == 2
+    assert on_disk["runs"][0]["status"] == "completed" and len(on_disk["runs"][0]["history"]) == 2
+    assert window.table.cell_text(0, "Status") == "completed"
+    assert all(points(window, key, 0) == 2 for key in PLOTS)
+    written = [p.name for p in (tmp_path / "checkpoints").iterdir() if not p.name.startswith(".")]
+    assert written == [window.record_dir.name]  # the chief alone wrote an experiment
