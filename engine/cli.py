@@ -103,7 +103,8 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from engine.demo_data import generate_demo_data
 
     def progress(done: int, total: int) -> None:
-        print(f"\rwriting demo images {done}/{total}", end="", flush=True)
+        if done % 50 == 0 or done == total:  # a log file keeps every line the terminal overwrites
+            print(f"\rwriting demo images {done}/{total}", end="", flush=True)
 
     path = generate_demo_data(args.to, progress=progress, force=args.force)
     print(f"\rdemo data set ready: {path}" + " " * 20)
