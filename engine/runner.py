@@ -203,7 +203,8 @@ class Experiment:
             self.save_record()
             from engine.isolation import forget_traced_steps, trim_heap  # see there: what a run leaves behind
 
-            keras.backend.clear_session()
+            # One full collection, after both releases: each holds the GIL, so each pauses the window.
+            keras.backend.clear_session(free_memory=False)
             forget_traced_steps()
             gc.collect()
             trim_heap()  # memory is released before listeners hear the run is over
@@ -216,7 +217,8 @@ class Experiment:
 
     def fit(self, run: dict[str, Any], run_dir: Path) -> None:
         """Train one run inside the placement's scope; on one device that scope adds nothing."""
-        keras.backend.clear_session()  # outside the scope: it resets the graph that holds the scope
+        # Outside the scope: it resets the graph that holds the scope. The last run's end collected already.
+        keras.backend.clear_session(free_memory=False)
         with self.placement.scope():
             self.fit_in_scope(run, run_dir)
 
