@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from engine.cli import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from engine.config import ConfigError, ExperimentConfig
 from engine.events import ExperimentStarted, Listener, LogMessage, event_from_message, ignore, read_message
 from engine.stop import StopRequested, StopToken
 
 ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
-EXIT_USAGE = 2  # main.py's exit code for bad input (engine.cli)
 SECOND_INTERRUPT_S = 10.0  # a chief still waiting for its peers ignores the first Ctrl+C
 KILL_AFTER_S = 30.0
 
@@ -123,7 +123,7 @@ def run_cluster_chief(config: ExperimentConfig, listener: Listener = ignore, sto
         if stop.is_set():
             raise StopRequested()
         raise RuntimeError(f"the chief process exited with code {code} before training: {chief.last_line()}")
-    if code not in (0, 1, 130):  # crashed: the record holds what was done, say why it ended
+    if code not in (EXIT_OK, EXIT_FAILED, EXIT_STOPPED):  # crashed: the record holds what was done, say why it ended
         listener(LogMessage("error", f"the chief process exited with code {code}: {chief.last_line()}"))
     return Path(experiment_dir)
 
