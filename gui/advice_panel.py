@@ -1,6 +1,6 @@
 """The Advisor tab: which batch size to use and why, from what the experiment measured.
 
-It only draws what engine.analysis.summarize concluded: the advice paragraph, the critical
+It only draws what engine.analysis.summary.summarize concluded: the advice paragraph, the critical
 batch-size fit (steps vs samples to the target, McCandlish et al. 2018) when one exists, and
 the gradient noise scale per epoch against the batch sizes tried.
 """
@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
-from engine.analysis import Summary
+from engine.analysis.summary import Summary
 from gui.curves import CountAxis, series
 from gui.palette import batch_colours
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.stats import mean_band
+from engine.analysis.stats import mean_band
 from gui.palette import batch_colours
 
 # history key -> (selector text, axis label)

@@ -11,12 +11,24 @@ from typing import Callable, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QProgressBar, QPushButton, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.dataset import DatasetError, DatasetReport, scan_dataset
-from engine.split import SplitError, stratified_split
+from engine.data.dataset import DatasetError, DatasetReport, scan_dataset
+from engine.data.split import SplitError, stratified_split
 from engine.stop import StopToken
 from gui.engine_worker import TaskWorker
 

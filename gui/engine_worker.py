@@ -13,9 +13,9 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QThread, Signal
 
 from engine.config import ConfigError, ExperimentConfig
-from engine.dataset import DatasetError
+from engine.data.dataset import DatasetError
+from engine.data.split import SplitError
 from engine.events import Listener
-from engine.split import SplitError
 from engine.stop import StopRequested, StopToken
 
 RunFunction = Callable[..., Path]  # run_experiment(config, listener=..., stop=...) -> experiment folder
@@ -28,7 +28,7 @@ USER_ERRORS = (ConfigError, DatasetError, SplitError, OSError)
 
 def _default_run() -> RunFunction:
     # Imported on the worker thread: TensorFlow takes seconds to load and must not delay the window.
-    from engine.runner import run_experiment
+    from engine.study.launch import run_experiment
 
     return run_experiment
 

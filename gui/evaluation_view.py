@@ -1,7 +1,7 @@
 """Evaluation of one finished run: confusion matrix, per-class precision/recall, and the
 misclassified validation images, most confident mistakes first.
 
-The numbers come from engine.evaluate on a background thread (loading the checkpoint and
+The numbers come from engine.artifacts.evaluate on a background thread (loading the checkpoint and
 the validation images takes seconds); this widget only shows them.
 """
 
@@ -13,11 +13,20 @@ from typing import Any, Optional
 import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QHeaderView, QLabel, QListWidget, QListWidgetItem, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.evaluate import Evaluation, evaluate_run
-from engine.imagefile import UnusableImage, read_image
+from engine.artifacts.evaluate import Evaluation, evaluate_run
+from engine.data.imagefile import UnusableImage, read_image
 from gui.export_dialog import BackgroundJob
 
 THUMBNAIL = 96

@@ -12,17 +12,29 @@ from typing import Any, Callable, Optional
 
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
-from PySide6.QtCore import QRectF, QThread, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QThread, Signal
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine import record as rec
+from engine.artifacts.evaluate import write_histories_csv
+from engine.artifacts.export import FORMAT_LABELS, FORMATS, PREPROCESSING, ExportResult, export_run, format_availability
+from engine.artifacts.safe_load import first_line
 from engine.atomic import atomic_path
-from engine.evaluate import write_histories_csv
-from engine.export import FORMAT_LABELS, FORMATS, PREPROCESSING, ExportResult, export_run, format_availability
-from engine.safe_load import first_line
+from engine.record import store as rec
 
 OK_STYLE = "color: #0B6E3B; font-weight: bold;"
 BAD_STYLE = "color: #8E1F14; font-weight: bold;"

@@ -1,6 +1,6 @@
 """Grow an experiment.json-shaped record from engine events.
 
-The plots and the table only ever draw run dicts shaped like ``engine.record``'s, so a
+The plots and the table only ever draw run dicts shaped like ``engine.record.store``'s, so a
 live experiment and one reopened from disk go through the same drawing code.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from engine import events as ev
-from engine import record as rec
+from engine.record import store as rec
 
 
 def start_record(event: ev.ExperimentStarted, config: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +68,3 @@ def _run(record: dict[str, Any], run_index: Optional[int]) -> Optional[dict[str,
         if run["run_index"] == run_index:
             return run
     return None
-
-
-def best_run(runs: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    """The run with the highest best validation accuracy (earlier run wins a tie)."""
-    scored = [r for r in runs if isinstance((r.get("best") or {}).get("val_accuracy"), (int, float))]
-    return max(scored, key=lambda r: r["best"]["val_accuracy"], default=None)

@@ -14,16 +14,31 @@ from typing import Any, Callable, Optional
 from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QDialog, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMainWindow,
-                               QMessageBox, QScrollArea, QSplitter, QTabWidget, QToolBar, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine import events as ev
-from engine import record as rec
-from engine.analysis import load_probe, summarize
-from engine.cluster import run_cluster_chief
+from engine.analysis.summary import load_probe, summarize
 from engine.config import ConfigError, ExperimentConfig
-from engine.demo_data import DEFAULT_PER_CLASS, DEMO_IMAGE_SIZE, demo_data_exists, generate_demo_data
+from engine.data.demo import DEFAULT_PER_CLASS, DEMO_IMAGE_SIZE, demo_data_exists, generate_demo_data
+from engine.record import store as rec
+from engine.record.runs import best_run
+from engine.scale.cluster import run_cluster_chief
 from engine.stop import StopToken
 from gui import settings_store
 from gui.advice_panel import AdvicePanel
@@ -33,7 +48,7 @@ from gui.engine_worker import RunFunction, TaskWorker, TrainingWorker
 from gui.evaluation_view import EvaluationView
 from gui.export_dialog import ExportDialog, save_histories_csv_dialog, save_plot, save_plot_dialog
 from gui.history_panel import HistoryPanel
-from gui.live_record import apply_event, best_run, start_record
+from gui.live_record import apply_event, start_record
 from gui.log_pane import LogPane
 from gui.predict_panel import PredictPanel
 from gui.progress_panel import ProgressPanel

@@ -1,6 +1,6 @@
 """Drop an image (or a folder of them) to see what a trained model says it is.
 
-The model is any source engine.predict accepts: a ``.keras`` file, an export folder,
+The model is any source engine.artifacts.predict accepts: a ``.keras`` file, an export folder,
 or an experiment folder with a batch size. Loading and predicting run off the GUI thread.
 """
 
@@ -11,10 +11,18 @@ from typing import Optional
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.predict import Prediction, Predictor, image_files, load_predictor, predict_files
+from engine.artifacts.predict import Prediction, Predictor, image_files, load_predictor, predict_files
 from gui.evaluation_view import thumbnail
 from gui.export_dialog import BackgroundJob
 
@@ -22,7 +30,7 @@ from gui.export_dialog import BackgroundJob
 class PredictPanel(QWidget):
     """``set_model(source, batch_size=None)``, then drop images or call ``predict_paths``.
 
-    ``predicted`` fires with the list of engine.predict.Prediction once results are shown.
+    ``predicted`` fires with the list of engine.artifacts.predict.Prediction once results are shown.
     """
 
     predicted = Signal(list)

@@ -11,14 +11,23 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, Qt, Signal
+from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QDialog, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
+from engine.artifacts.safe_load import first_line
 from engine.config import ConfigError
-from engine.dataset import DatasetError
-from engine.safe_load import first_line
+from engine.data.dataset import DatasetError
 from engine.stop import StopToken
 
 OK_COLOUR = "#0072B2"
@@ -28,7 +37,7 @@ MAX_BUDGET_MB = 10_000_000
 
 
 class ProbeWorker(QThread):
-    """Runs ``engine.probe.probe`` with the given keyword arguments off the GUI thread."""
+    """Runs ``engine.measure.probe.probe`` with the given keyword arguments off the GUI thread."""
 
     event = Signal(object)  # engine.events.LogMessage
     point = Signal(object)  # one measured point (dict)
@@ -42,7 +51,7 @@ class ProbeWorker(QThread):
 
     def run(self) -> None:
         try:
-            from engine.probe import probe  # TensorFlow loads here, never on the GUI thread
+            from engine.measure.probe import probe  # TensorFlow loads here, never on the GUI thread
 
             result = probe(**self.settings, listener=self.event.emit, stop=self.stop_token,
                            on_point=self.point.emit)
@@ -166,7 +175,7 @@ class ProbeDialog(QDialog):
         self.redraw()
         self.status.setText(summary(result, self.worker is not None and self.worker.stop_token.is_set()))
         if self.experiment_dir is not None:
-            from engine.probe import save_probe
+            from engine.measure.probe import save_probe
 
             try:
                 self.saved_path = save_probe(result, self.experiment_dir)

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QWidget
 
-from engine.analysis import Summary
-from gui.live_record import best_run
+from engine.analysis.summary import Summary
+from engine.record.runs import best_run
 from gui.palette import batch_colours
 
 COLUMNS = ("Batch size", "Repeat", "Status", "Best val. accuracy", "Best epoch", "Epochs run", "LR",

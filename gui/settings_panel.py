@@ -8,11 +8,21 @@ from dataclasses import replace
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.cluster import parse_cluster
 from engine.config import BUDGETS, LR_SCALINGS, PRECISIONS, ConfigError, ExperimentConfig
+from engine.scale.cluster import parse_cluster
 
 ERROR_STYLE = "color: #C0392B;"
 WARNING_STYLE = "color: #B35900;"

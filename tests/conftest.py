@@ -1,47 +1,16 @@
-"""Shared fixtures: tiny real image folders written by the tests themselves."""
+"""Shared fixtures: tiny real image folders written by the tests themselves (helpers in tests/helpers.py)."""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.helpers import write_image_folder
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-
-def write_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 32, seed: int = 0) -> Path:
-    """Classes differ by dominant colour and stripe direction, so a tiny CNN can learn them."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    colours = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (220, 200, 40), (200, 40, 200)]
-    for c in range(classes):
-        folder = root / f"class_{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 60, size=(size, size, 3)).astype(np.int16)
-            pixels += np.array(colours[c % len(colours)], dtype=np.int16)
-            if c % 2:
-                pixels[:, ::4] = 255
-            else:
-                pixels[::4, :] = 255
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"img_{i:03d}.png")
-    return root
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports on 127.0.0.1 that were free a moment ago, for a cluster of local worker processes."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture

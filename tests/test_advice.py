@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.advice import AdviceFacts, TargetReach, advise
+from engine.analysis.advice import AdviceFacts, TargetReach, advise
 
 S_MIN, B_CRIT = 2000.0, 100.0
 THROUGHPUT = {32: 1000.0, 64: 1800.0, 128: 2400.0, 256: 2600.0}

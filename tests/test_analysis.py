@@ -1,4 +1,4 @@
-"""engine.analysis and the closing text of `main.py run`, on hand-made records whose answers are known."""
+"""engine.analysis.summary and the closing text of `main.py run`, on hand-made records whose answers are known."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from engine.analysis import load_probe, summarize
-from engine.terminal import conclusions, fmt_reach, results_table
+from engine.analysis.summary import load_probe, summarize
+from engine.cli.terminal import conclusions, fmt_reach, results_table
 
 
 def history(accuracies: list[float], batch: int, train: int = 1000) -> list[dict]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.bench import REPORT_KEYS, TARGETS, forward_flops, table, verdict
-from engine.bench_gui import stall_figures
-from engine.cli import main
+from batchlab.window_bench import stall_figures
+from batchlab.launcher import main
+from engine.measure.bench import REPORT_KEYS, TARGETS, forward_flops, table, verdict
 
 CONTRACT_KEYS = ("matmul_gflops_fp32", "matmul_gflops_mixed", "bare_images_per_s", "engine_images_per_s",
                  "engine_vs_bare_fp32", "pipeline_vs_engine", "mixed_vs_fp32", "gui_vs_headless",
@@ -38,7 +38,7 @@ def test_tiny_quick_bench_writes_every_key(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_forward_flops_of_the_seed_model_at_150_px() -> None:
-    from engine.model import build_seed_cnn
+    from engine.train.model import build_seed_cnn
 
     convs = 2 * 9 * (3 * 32 * 150 ** 2 + 32 * 32 * 148 ** 2 + 32 * 64 * 74 ** 2 + 64 * 64 * 72 ** 2)
     dense = 2 * (36 * 36 * 64 * 512 + 512 * 5)

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine import record as rec
-from engine.cli import build_parser, config_from_args
-from engine.cluster import KILL_AFTER_S, parse_cluster, run_cluster_chief, worker_arguments, worker_command
+from engine.cli.main import build_parser
+from engine.cli.run import config_from_args
 from engine.config import ConfigError, ExperimentConfig
+from engine.record import store as rec
+from engine.scale.cluster import KILL_AFTER_S, parse_cluster, run_cluster_chief, worker_arguments, worker_command
 from engine.stop import StopRequested, StopToken
-from tests.conftest import free_ports, write_image_folder
+from tests.helpers import free_ports, write_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 

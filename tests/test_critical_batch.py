@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.critical_batch import TradeoffError, fit_tradeoff
+from engine.analysis.critical_batch import TradeoffError, fit_tradeoff
 
 S_MIN, B_CRIT = 2000.0, 100.0
 E_MIN = S_MIN * B_CRIT

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.dataset import DatasetError, available_memory, load_dataset, scan_dataset
+from engine.data.dataset import DatasetError, available_memory, load_dataset, scan_dataset
 from engine.stop import StopRequested, StopToken
 
 

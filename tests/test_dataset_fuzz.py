@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.dataset import load_dataset, scan_dataset
-from engine.imagefile import UnusableImage, read_image
+from engine.data.dataset import load_dataset, scan_dataset
+from engine.data.imagefile import UnusableImage, read_image
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -55,7 +55,7 @@ def _valid_files() -> dict[str, bytes]:
 
 VALID = _valid_files()
 
-# Damaged metadata makes PIL warn; pytest resets the filter engine.imagefile sets for this.
+# Damaged metadata makes PIL warn; pytest resets the filter engine.data.imagefile sets for this.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine import demo_data
-from engine.demo_data import CLASSES, DEMO_NAME, demo_data_exists, generate_demo_data
+from engine.data import demo as demo_data
+from engine.data.demo import CLASSES, DEMO_NAME, demo_data_exists, generate_demo_data
 
 PER_CLASS = 3
 SIZE = 32

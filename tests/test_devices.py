@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.devices import DeviceFacts, Gpu, choose_precision, cpu_facts
+from engine.train.devices import DeviceFacts, Gpu, choose_precision, cpu_facts
 
 VOLTA = DeviceFacts(gpus=(Gpu("Tesla V100", (7, 0)),))
 PASCAL = DeviceFacts(gpus=(Gpu("Tesla P100", (6, 0)),))

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import build_parser, config_from_args
+from engine.cli.main import build_parser
+from engine.cli.run import config_from_args
+from engine.cli.worker import cluster_role
 from engine.config import ConfigError, ExperimentConfig
-from engine.distribute import Placement, check_distributable, child_environment, place, resolve_devices
 from engine.events import LogMessage
-from engine.worker_cli import cluster_role
+from engine.scale.distribute import Placement, check_distributable, child_environment, place, resolve_devices
 
 
 def config(**overrides) -> ExperimentConfig:
@@ -125,7 +126,7 @@ def test_bad_cluster_settings_say_which(monkeypatch, cluster, index, tf_config, 
 
 
 def test_worker_refuses_options_that_do_not_apply(tmp_path, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     assert main(["worker", str(tmp_path), "--batch-sizes", "8", "--parallel", "--cluster", "a:1", "--index", "0"]) == 2
     assert "error: --parallel:" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_ports, write_image_folder
+from tests.helpers import free_ports, write_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from engine.config import ExperimentConfig
-from engine.runner import run_experiment
+from engine.study.launch import run_experiment
 data, out = sys.argv[1], sys.argv[2]
 def config(**overrides):
     values = dict(data_dir=data, batch_sizes=[18], epochs=2, patience=0, image_size=32, val_split=0.25,
@@ -61,8 +61,8 @@ def mirrored_and_single(tmp_path_factory):
     data = write_image_folder(root / "data")
     paths = run_script("""
         import keras
-        import engine.runner as runner
-        from engine.model import build_seed_cnn
+        import engine.train.runner as runner
+        from engine.train.model import build_seed_cnn
         def without_dropout(*args, **kwargs):
             model = build_seed_cnn(*args, **kwargs)
             for layer in model.layers:

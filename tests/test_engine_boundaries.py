@@ -13,12 +13,24 @@ from engine.config import ConfigError, ExperimentConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_engine_imports_no_qt():
-    code = ("import sys, engine.runner, engine.cli, engine.dataset, engine.record, engine.terminal\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6'))\n"
-            "print(bad); sys.exit(1 if bad else 0)")
+def test_every_engine_module_imports_without_qt():
+    """Import every module under engine/ in a fresh process: none may pull in Qt or pyqtgraph."""
+    code = ("import importlib, pkgutil, sys, engine\n"
+            "names = [m.name for m in pkgutil.walk_packages(engine.__path__, 'engine.') if not m.name.endswith('__main__')]\n"
+            "for name in names: importlib.import_module(name)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6', 'gui'))\n"
+            "print(len(names), bad); sys.exit(1 if bad or len(names) < 40 else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_contracts_hold():
+    """import-linter: the engine never imports the window (not even inside a function), the window and
+    the command line are independent, and the engine's sub-packages form layers without cycles."""
+    done = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -51,7 +63,7 @@ def test_missing_folder_is_one_line_and_exit_2(tmp_path):
 
 
 def test_split_leaving_a_class_without_validation_is_refused(tmp_path):
-    from tests.conftest import write_image_folder
+    from tests.helpers import write_image_folder
 
     data = write_image_folder(tmp_path / "data", per_class=2)
     done = run_cli("run", str(data), "--batch-sizes", "8", "--val-split", "0.1", "--image-size", "32",
@@ -68,7 +80,7 @@ def test_bad_batch_size_on_the_command_line(tmp_path):
 
 
 def test_check_lists_the_skipped_files_before_a_fatal_class_error(tmp_path):
-    from tests.conftest import write_image_folder
+    from tests.helpers import write_image_folder
 
     data = write_image_folder(tmp_path / "data", classes=2, per_class=3)
     for image in (data / "class_1").iterdir():

@@ -9,10 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.evaluate import (HISTORY_COLUMNS, EvaluationError, ValidationSet, evaluate, evaluate_run,
-                             histories_csv, validation_set, write_histories_csv)
-from engine.record import RecordError
-from tests.conftest import write_image_folder
+from engine.artifacts.evaluate import (
+    HISTORY_COLUMNS,
+    EvaluationError,
+    ValidationSet,
+    evaluate,
+    evaluate_run,
+    histories_csv,
+    validation_set,
+    write_histories_csv,
+)
+from engine.record.store import RecordError
+from tests.helpers import write_image_folder
 
 
 def test_confusion_precision_recall_and_mistakes_by_hand() -> None:
@@ -57,7 +65,7 @@ def test_histories_csv_has_one_row_per_run_and_epoch(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.config import ExperimentConfig
-    from engine.runner import run_experiment
+    from engine.study.launch import run_experiment
 
     root = tmp_path_factory.mktemp("evaluate")
     data = write_image_folder(root / "data", classes=3, per_class=8)
@@ -67,7 +75,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_evaluating_a_real_run_reproduces_its_recorded_validation_accuracy(experiment: Path) -> None:
-    from engine import record as rec
+    from engine.record import store as rec
 
     record = rec.load(experiment)
     run = record["runs"][0]
@@ -82,7 +90,7 @@ def test_evaluating_a_real_run_reproduces_its_recorded_validation_accuracy(exper
 
 
 def test_a_changed_data_folder_is_flagged_and_a_missing_one_refused(experiment: Path) -> None:
-    from engine import record as rec
+    from engine.record import store as rec
 
     record = rec.load(experiment)
     assert validation_set(experiment, {**record, "dataset": {**record["dataset"], "split_sha256": "x"}}).split_matches \

@@ -7,9 +7,9 @@ import time
 import keras
 import numpy as np
 
-from engine.callbacks import RunMonitor
 from engine.events import BatchProgress, Event
 from engine.stop import StopToken
+from engine.train.callbacks import RunMonitor
 
 MIN_INTERVAL_S = 0.05
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.export import TOLERANCE, ExportError, choose_run, export_run, float32_copy, format_availability
-from engine.predict import META_NAME, load_predictor, predict_files
-from engine.record import RecordError
-from engine.safe_load import ModelLoadError, load_keras_model
-from tests.conftest import write_image_folder
+from engine.artifacts.export import TOLERANCE, ExportError, export_run, float32_copy, format_availability
+from engine.artifacts.predict import META_NAME, load_predictor, predict_files
+from engine.artifacts.safe_load import ModelLoadError, load_keras_model
+from engine.record.runs import NoRunError, choose_run
+from engine.record.store import RecordError
+from tests.helpers import write_image_folder
 
 AVAILABLE = format_availability()
 
@@ -23,7 +24,7 @@ AVAILABLE = format_availability()
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real training run (batch size 4, 1 epoch, 32 px), shared by the module."""
     from engine.config import ExperimentConfig
-    from engine.runner import run_experiment
+    from engine.study.launch import run_experiment
 
     root = tmp_path_factory.mktemp("export")
     data = write_image_folder(root / "data", classes=3, per_class=6)
@@ -89,7 +90,7 @@ def test_choose_run_picks_the_best_repeat_and_names_missing_sizes() -> None:
     assert choose_run(record)["repeat"] == 1
     assert choose_run(record, 8, 0)["checkpoint"] == "bs8-r1/best.keras"
     assert choose_run(record, 32)["batch_size"] == 32
-    with pytest.raises(ExportError, match=r"no checkpoint for batch size 64 \(batch sizes with one: 8, 32\)"):
+    with pytest.raises(NoRunError, match=r"no checkpoint for batch size 64 \(batch sizes with one: 8, 32\)"):
         choose_run(record, 64)
 
 
@@ -157,7 +158,7 @@ def test_a_non_classifier_keras_model_is_refused(tmp_path: Path) -> None:
 def test_float32_copy_of_a_mixed_precision_model_keeps_its_predictions() -> None:
     import keras
 
-    from engine.model import build_seed_cnn
+    from engine.train.model import build_seed_cnn
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

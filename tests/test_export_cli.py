@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_image_folder
+from tests.helpers import write_image_folder
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 
@@ -32,7 +32,7 @@ def run_main(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.config import ExperimentConfig
-    from engine.runner import run_experiment
+    from engine.study.launch import run_experiment
 
     root = tmp_path_factory.mktemp("cli")
     data = write_image_folder(root / "data", classes=2, per_class=6)

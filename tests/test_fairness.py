@@ -11,10 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.fairness import (budget_steps, default_target, planned_epochs, reference_batch, repeat_seeds,
-                             run_plan, steps_per_epoch, time_to_target)
-from engine.lr_schedule import WarmupCallback, lr_at, scaled_lr, warmup_steps
-from engine.model import build_seed_cnn
+from engine.record.target import default_target, time_to_target
+from engine.train.lr_schedule import WarmupCallback, lr_at, warmup_steps
+from engine.train.model import build_seed_cnn
+from engine.train.plan import (
+    budget_steps,
+    planned_epochs,
+    reference_batch,
+    repeat_seeds,
+    run_plan,
+    scaled_lr,
+    steps_per_epoch,
+)
 
 
 def test_reference_batch() -> None:

@@ -10,7 +10,7 @@ import math  # noqa: E402
 
 import pyqtgraph as pg  # noqa: E402
 
-from engine.analysis import summarize  # noqa: E402
+from engine.analysis.summary import summarize  # noqa: E402
 from gui.advice_panel import NO_NOISE_TEXT, AdvicePanel  # noqa: E402
 from gui.results_table import format_time_to_target  # noqa: E402
 

@@ -16,7 +16,7 @@ from PIL import Image
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog
 
-from engine import record as rec
+from engine.record import store as rec
 from gui.curves import PLOTS
 from gui.main_window import MainWindow
 
@@ -118,9 +118,9 @@ def test_closing_during_real_training_stops_cleanly(qtbot, window, monkeypatch):
 
 def test_the_window_is_the_chief_of_a_two_machine_cluster(qtbot, window, tmp_path):
     """The window trains on a cluster of itself and one worker process; the curves come from the chief."""
-    from engine.cluster import worker_arguments
+    from engine.scale.cluster import worker_arguments
     from gui import settings_store
-    from tests.conftest import free_ports
+    from tests.helpers import free_ports
 
     panel = window.settings_panel
     panel.batch_sizes.setText("4")

@@ -15,18 +15,18 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from engine.evaluate import ValidationSet, evaluate  # noqa: E402
-from engine.export import FORMATS  # noqa: E402
+from engine.artifacts.evaluate import ValidationSet, evaluate  # noqa: E402
+from engine.artifacts.export import FORMATS  # noqa: E402
 from gui.evaluation_view import EvaluationView  # noqa: E402
 from gui.export_dialog import ExportDialog, save_plot  # noqa: E402
 from gui.predict_panel import PredictPanel  # noqa: E402
-from tests.conftest import write_image_folder  # noqa: E402
+from tests.helpers import write_image_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.config import ExperimentConfig
-    from engine.runner import run_experiment
+    from engine.study.launch import run_experiment
 
     root = tmp_path_factory.mktemp("gui_export")
     data = write_image_folder(root / "data", classes=2, per_class=6)
@@ -89,7 +89,7 @@ def test_evaluation_view_shows_matrix_metrics_and_mistakes(qtbot, tmp_path: Path
 
 
 def test_evaluation_view_evaluates_a_real_run(qtbot, experiment: Path) -> None:
-    from engine import record as rec
+    from engine.record import store as rec
 
     record = rec.load(experiment)
     view = EvaluationView()

@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 from gui.probe_dialog import ProbeDialog  # noqa: E402
-from tests.conftest import write_image_folder  # noqa: E402
+from tests.helpers import write_image_folder  # noqa: E402
 
 PROBE_TIMEOUT_MS = 240_000  # TensorFlow start-up plus two sizes on two shared cores
 

@@ -1,7 +1,7 @@
 """The window driven by a scripted engine: layout, validation, errors, history, settings memory.
 
 The scripted engine below emits the real event classes and writes a real record with
-engine.record, so everything the window does with them is real; only the training is
+engine.record.store, so everything the window does with them is real; only the training is
 skipped to keep these tests fast. tests/test_gui_engine.py runs the real engine.
 """
 
@@ -24,9 +24,9 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
 from engine import events as ev
-from engine import record as rec
 from engine.config import ExperimentConfig
-from engine.dataset import DatasetError
+from engine.data.dataset import DatasetError
+from engine.record import store as rec
 from engine.stop import StopToken
 from gui import settings_store
 from gui.curves import PLOTS
@@ -47,7 +47,7 @@ def write_images(root: Path, classes: dict[str, int], size: int = 32) -> Path:
 
 
 class ScriptedEngine:
-    """Stands in for engine.runner.run_experiment: same signature, events, record and stop token."""
+    """Stands in for engine.train.runner.run_experiment: same signature, events, record and stop token."""
 
     def __init__(self, epochs: int = 3, fail_batch: Optional[int] = None, error: Optional[Exception] = None,
                  hold_after: Optional[int] = None) -> None:

@@ -22,12 +22,12 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from engine import record as rec  # noqa: E402
-from engine.analysis import summarize  # noqa: E402
-from engine.evaluate import HISTORY_COLUMNS  # noqa: E402
+from engine.analysis.summary import summarize  # noqa: E402
+from engine.artifacts.evaluate import HISTORY_COLUMNS  # noqa: E402
+from engine.record import store as rec  # noqa: E402
 from gui.curves import PLOTS  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
-from tests.conftest import write_image_folder  # noqa: E402
+from tests.helpers import write_image_folder  # noqa: E402
 
 SIZES = [4, 8]
 
@@ -35,7 +35,7 @@ SIZES = [4, 8]
 @pytest.fixture(scope="module")
 def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.config import ExperimentConfig
-    from engine.runner import run_experiment
+    from engine.study.launch import run_experiment
 
     root = tmp_path_factory.mktemp("workflow")
     data = write_image_folder(root / "data", classes=2, per_class=12)

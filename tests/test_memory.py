@@ -2,7 +2,7 @@
 
 Resident-memory figures belong to bench/memory_soak.py (they depend on the machine);
 these tests check exact counts: threads, open files, temporary entries, and the traced
-graphs whose pile-up was the measured leak (see engine.isolation).
+graphs whose pile-up was the measured leak (see engine.train.memory).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework.func_graph import FuncGraph
 
-from engine import isolation, runner
 from engine.config import ExperimentConfig
 from engine.events import RunFinished
-from tests.conftest import write_image_folder
+from engine.study import launch as runner
+from engine.train import memory as isolation
+from tests.helpers import write_image_folder
 
 
 def traced_graphs() -> int:

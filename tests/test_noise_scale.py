@@ -33,14 +33,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from engine.noise_scale import (
+from engine.train.noise_scale import (
     BiasCorrectedEMA,
     NoiseScaleCallback,
     NoiseScaleEstimator,
     grad_sq_estimate,
     trace_sigma_estimate,
 )
-from tests.conftest import write_image_folder
+from tests.helpers import write_image_folder
 
 D, NOISE_STD = 10, 1.0
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.imagefile import read_image
-from engine.predict import META_NAME, image_files, load_predictor, predict_files
-from engine.safe_load import ModelLoadError
-from tests.conftest import write_image_folder
+from engine.artifacts.predict import META_NAME, image_files, load_predictor, predict_files
+from engine.artifacts.safe_load import ModelLoadError
+from engine.data.imagefile import read_image
+from tests.helpers import write_image_folder
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (untrained) seed CNN saved as .keras: predictions need no training to be checked."""
-    from engine.model import build_seed_cnn
+    from engine.train.model import build_seed_cnn
 
     path = tmp_path_factory.mktemp("model") / "model.keras"
     build_seed_cnn(32, 3, seed=3).save(path)

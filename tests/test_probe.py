@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis import load_probe
+from engine.analysis.summary import load_probe
 from engine.config import ConfigError
-from engine.dataset import DatasetError
+from engine.data.dataset import DatasetError
 from engine.events import LogMessage
-from engine.probe import (PROBE_NAME, classify, default_ladder, max_fitting_batch, probe, save_probe,
-                          too_big_to_try)
+from engine.measure.probe import (
+    PROBE_NAME,
+    classify,
+    default_ladder,
+    max_fitting_batch,
+    probe,
+    save_probe,
+    too_big_to_try,
+)
 from engine.stop import StopToken
 
 
@@ -65,7 +72,7 @@ def test_max_fitting_batch_counts_only_ok_points() -> None:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import write_image_folder
+    from tests.helpers import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("probe") / "data")
 
@@ -168,7 +175,7 @@ def test_save_probe_into_an_experiment_or_a_file(tmp_path: Path) -> None:
 
 def test_cli_prints_the_table_and_saves_into_the_experiment(tmp_path: Path, data: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
-    from engine.cli import main
+    from engine.cli.main import main
 
     experiment = tmp_path / "out" / "exp"
     experiment.mkdir(parents=True)
@@ -189,7 +196,7 @@ def test_cli_prints_the_table_and_saves_into_the_experiment(tmp_path: Path, data
 
 
 def test_cli_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from engine.cli import main
+    from engine.cli.main import main
 
     assert main(["probe", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import record as rec
+from engine.record import store as rec
 
 
 def valid_record() -> dict[str, Any]:

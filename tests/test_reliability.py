@@ -16,12 +16,16 @@ import keras
 import pytest
 import tensorflow as tf
 
-from engine import lr_schedule, record as rec, runner
-from engine.callbacks import RunMonitor
+from engine import exit_codes
 from engine.config import ExperimentConfig
 from engine.events import EpochEnded, LogMessage
-from engine.model import file_sha256
-from engine.resume import resume_experiment
+from engine.record import store as rec
+from engine.study import launch as runner
+from engine.study.resume import resume_experiment
+from engine.train import plan
+from engine.train import runner as training
+from engine.train.callbacks import RunMonitor
+from engine.train.model import file_sha256
 
 
 def config(data: Path, out: Path, **overrides) -> ExperimentConfig:
@@ -38,8 +42,8 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_training_faults_fail_their_run_and_the_next_runs_go_on(tiny_data, tmp_path, monkeypatch):
     """bs4 diverges (huge lr), bs6 runs out of memory, bs8's callback raises; bs16 still completes."""
-    real_lr = lr_schedule.scaled_lr
-    monkeypatch.setattr(lr_schedule, "scaled_lr",
+    real_lr = plan.scaled_lr
+    monkeypatch.setattr(plan, "scaled_lr",
                         lambda base, size, ref, how: 1e30 if size == 4 else real_lr(base, size, ref, how))
 
     class FaultyMonitor(RunMonitor):
@@ -53,7 +57,7 @@ def test_training_faults_fail_their_run_and_the_next_runs_go_on(tiny_data, tmp_p
                 raise RuntimeError("callback fault in epoch end")
             super().on_epoch_end(epoch, logs)
 
-    monkeypatch.setattr(runner, "RunMonitor", FaultyMonitor)
+    monkeypatch.setattr(training, "RunMonitor", FaultyMonitor)
     exp = runner.run_experiment(config(tiny_data, tmp_path / "out", batch_sizes=[4, 6, 8, 16]))
     record = rec.load(exp)
     runs = {r["batch_size"]: r for r in record["runs"]}
@@ -126,14 +130,15 @@ def test_a_full_disk_mid_run_keeps_the_last_good_record_and_checkpoint(tiny_data
 
 
 def test_the_command_line_names_the_file_a_full_disk_refused(tiny_data, tmp_path, monkeypatch, capsys):
-    from engine import cli
+    from engine.cli import main as cli
+    from engine.cli import run as cli_run
 
-    monkeypatch.setattr(cli, "install_interrupt", lambda stop: None)  # keep pytest's Ctrl+C
+    monkeypatch.setattr(cli_run, "install_interrupt", lambda stop: None)  # keep pytest's Ctrl+C
     fail_writes(monkeypatch, lambda name: "/full/" in name)
     code = cli.main(["run", str(tiny_data), "--batch-sizes", "4", "--epochs", "1", "--image-size", "32",
                      "--out", str(tmp_path / "out"), "--name", "full"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == cli.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert err == [f"error: No space left on device ({tmp_path / 'out' / 'full' / rec.RECORD_NAME})"]
     assert leftovers(tmp_path / "out" / "full") == []
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import keras
-import pytest
 
-from engine import record as rec
-from engine.model import file_sha256
-from engine.resume import resume_experiment
+from engine.record import store as rec
+from engine.study.resume import resume_experiment
+from engine.train.model import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_DELAY_S = 0.4
@@ -29,7 +28,8 @@ WRITE_DELAY_S = 0.4
 # written and before the rename: the window in which a kill must not damage the old file.
 SLOW_WRITES = f"""
 import contextlib, sys, time
-from engine import atomic, cli
+from engine import atomic
+from engine.cli import main as cli
 plain = atomic.atomic_path
 
 @contextlib.contextmanager

@@ -9,12 +9,12 @@ from pathlib import Path
 import keras
 import pytest
 
-from engine import record as rec
 from engine.config import ExperimentConfig
 from engine.events import EpochEnded, LogMessage
-from engine.resume import ResumeError, resume_experiment
-from engine.runner import run_experiment
+from engine.record import store as rec
 from engine.stop import StopToken
+from engine.study.launch import run_experiment
+from engine.study.resume import ResumeError, resume_experiment
 
 
 def stopped_experiment(data: Path, out: Path) -> Path:

@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from engine import record as rec
 from engine.config import ExperimentConfig
 from engine.events import EpochEnded, ExperimentFinished, RunFinished, RunStarted
-from engine.runner import run_experiment
+from engine.record import store as rec
 from engine.stop import StopToken
+from engine.study.launch import run_experiment
 
 
 def config(data: Path, out: Path, **overrides) -> ExperimentConfig:
@@ -26,7 +26,7 @@ def config(data: Path, out: Path, **overrides) -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One real two-batch-size experiment shared by the record tests."""
-    from tests.conftest import write_image_folder
+    from tests.helpers import write_image_folder
 
     root = tmp_path_factory.mktemp("exp")
     data = write_image_folder(root / "data")
@@ -64,7 +64,7 @@ def test_every_batch_size_starts_from_the_same_weights(finished):
     digests = {r["initial_weights_sha256"] for r in record["runs"]}
     assert len(digests) == 1 and None not in digests
     model = keras.saving.load_model(exp / record["runs"][0]["checkpoint"], safe_mode=True)
-    from engine.model import weights_sha256
+    from engine.train.model import weights_sha256
 
     assert weights_sha256(model) not in digests  # it trained, so it moved away from the start
 
@@ -122,8 +122,8 @@ def test_stop_token_stops_the_experiment_and_keeps_the_record(tiny_data, tmp_pat
 
 def test_stop_takes_effect_within_one_batch(tiny_data):
     """The monitor raises at the next batch boundary after the token is set."""
-    from engine.callbacks import RunMonitor
     from engine.stop import StopRequested
+    from engine.train.callbacks import RunMonitor
 
     stop = StopToken()
     began = []
@@ -187,7 +187,7 @@ def test_run_started_reports_the_planned_steps(tiny_data, tmp_path):
 
 def test_noise_scale_is_recorded_per_epoch_and_kept_out_of_the_timing(tmp_path):
     """The opt-in estimate lands in every history entry; its own seconds are not training seconds."""
-    from tests.conftest import write_image_folder
+    from tests.helpers import write_image_folder
 
     data = write_image_folder(tmp_path / "data", classes=2, per_class=12)
     events = []

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.stats import compare_verdict, mean_band, regularized_beta, t_two_sided_p, welch_t_test
+from engine.analysis.stats import compare_verdict, mean_band, regularized_beta, t_two_sided_p, welch_t_test
 
 # Two-sided critical values of Student's t from standard tables: (df, t, two-sided p).
 T_TABLE = [

@@ -1,0 +1,149 @@
+"""Progress bars and the results table for the command line (a listener of engine events)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import textwrap
+from typing import TYPE_CHECKING, Any, Optional, TextIO
+
+from engine.events import (
+    BatchProgress,
+    EpochEnded,
+    Event,
+    ExperimentFinished,
+    ExperimentStarted,
+    LogMessage,
+    RunFinished,
+    RunStarted,
+)
+
+if TYPE_CHECKING:
+    from engine.analysis.summary import Summary
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def fmt_pct(value: Optional[float]) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+class TerminalProgress:
+    """One live bar per run on a terminal; one line per epoch when output is a file or pipe."""
+
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.total_runs = 0
+        self.epochs = 0
+        self.last_val: Optional[float] = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ExperimentStarted):
+            self.total_runs = event.total_runs
+            self.line(f"Experiment {event.experiment_dir}\n  {len(event.classes)} classes, {event.train_samples} "
+                      f"training / {event.val_samples} validation images; {event.device}; {event.precision}")
+        elif isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            self.last_val = None
+            self.line(f"Run {event.run_index + 1}/{self.total_runs}: batch size {event.batch_size}"
+                      f"{f' (repeat {event.repeat + 1}, seed {event.seed})' if event.repeat else ''}, "
+                      f"{event.steps_per_epoch} steps/epoch, up to {event.epochs} epochs, lr {event.lr:g}")
+        elif isinstance(event, BatchProgress) and self.live:
+            self.bar(event)
+        elif isinstance(event, EpochEnded):
+            e = event.entry
+            self.last_val = e["val_accuracy"]
+            mark = " *" if event.improved else ""
+            self.line(f"  bs {event.batch_size:>5} epoch {e['epoch']:>3}/{self.epochs}  loss {e['loss']:.4f}  "
+                      f"acc {fmt_pct(e['accuracy'])}  val_loss {e['val_loss']:.4f}  val_acc "
+                      f"{fmt_pct(e['val_accuracy'])}{mark}  {e['seconds']:.1f}s  {event.images_per_s:.0f} img/s  "
+                      f"ETA {fmt_duration(event.eta_s)}")
+        elif isinstance(event, RunFinished):
+            detail = f": {event.error}" if event.error else ""
+            best = f", best val_acc {fmt_pct(event.best['val_accuracy'])} at epoch {event.best['epoch']}" \
+                if event.best else ""
+            self.line(f"  batch size {event.batch_size} {event.status}{detail}{best}")
+        elif isinstance(event, LogMessage):
+            self.line(f"{event.level}: {event.text}")
+        elif isinstance(event, ExperimentFinished):
+            self.line(f"Experiment {event.status}: {event.experiment_dir}")
+
+    def bar(self, e: BatchProgress) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns
+        text = (f"  bs {e.batch_size:>5} epoch {e.epoch}/{self.epochs} {{bar}} {e.step}/{e.steps_per_epoch}  "
+                f"loss {e.loss:.4f} acc {fmt_pct(e.accuracy)}  {e.images_per_s:.0f} img/s  "
+                f"ETA {fmt_duration(e.eta_s)}")
+        room = max(10, min(30, width - len(text) + 5))
+        filled = int(room * e.step / max(e.steps_per_epoch, 1))
+        text = text.format(bar="[" + "#" * filled + "." * (room - filled) + "]")
+        self.stream.write("\r" + text[: width - 1].ljust(width - 1))
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r" + " " * (shutil.get_terminal_size((100, 20)).columns - 1) + "\r")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def results_table(record: dict[str, Any]) -> str:
+    """The closing table: one row per run, with its learning rate and cost to the target accuracy."""
+    header = ("batch", "best val acc", "best epoch", "epochs", "s/epoch", "img/s", "lr", "to target", "status")
+    rows = [header]
+    for run in record["runs"]:
+        best = run.get("best") or {}
+        status = run["status"] + (f" ({run['error']})" if run.get("error") and run["status"] == "failed" else "")
+        rows.append((
+            str(run["batch_size"]) + (f" r{run['repeat'] + 1}" if record["config"].get("repeats", 1) > 1 else ""),
+            fmt_pct(best.get("val_accuracy")),
+            str(best.get("epoch", "-")),
+            str(run.get("epochs_run", 0)),
+            f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "-",
+            f"{run['images_per_s']:.0f}" if run.get("images_per_s") else "-",
+            f"{run['lr']:.3g}" if run.get("lr") else "-",
+            fmt_reach(run.get("time_to_target"), record.get("target_accuracy")),
+            status,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def fmt_reach(reach: Optional[dict[str, Any]], target: Optional[float]) -> str:
+    """``ep 4, 120 steps, 00:35`` or ``not reached`` (``-`` when there is no target to reach)."""
+    if target is None:
+        return "-"
+    if not reach:
+        return "not reached"
+    return f"ep {reach['epoch']:.3g}, {reach['steps']:.0f} steps, {fmt_duration(reach['seconds'])}"
+
+
+def conclusions(summary: "Summary") -> str:
+    """After the table: pooled accuracy per batch size, the verdict, the critical batch, the advice."""
+    lines = [f"Target accuracy: {fmt_pct(summary.target_accuracy)}"]
+    for b in summary.batches:
+        spread = f" ± {100 * b.best_std:.1f}" if b.best_std is not None else ""
+        reach = fmt_reach(b.to_target, summary.target_accuracy)
+        noise = f", noise scale {b.noise_scale:.3g}" if b.noise_scale is not None else ""
+        lines.append(f"  batch {b.batch_size}: best val acc {fmt_pct(b.best_mean)}{spread} over {len(b.bests)} "
+                     f"run(s), to target {reach} ({b.reached}/{len(b.runs)} reached){noise}")
+    if summary.verdict:
+        lines.append(f"Verdict: {summary.verdict}")
+    if summary.critical:
+        c = summary.critical
+        lines.append(f"Critical batch size: {c['b_crit']:.3g} (S_min {c['s_min']:.0f} steps, E_min {c['e_min']:.0f} "
+                     f"samples, fit error {100 * c['residual']:.0f}%{', extrapolated' if c['extrapolated'] else ''})")
+    else:
+        lines.append(f"Critical batch size: not fitted ({summary.critical_problem})")
+    lines.append("")
+    lines += textwrap.wrap("Advice: " + summary.advice, width=100)
+    return "\n".join(lines)
