@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batchlab.window_bench import stall_figures
 from batchlab.launcher import main
+from batchlab.window_bench import stall_figures
 from engine.measure.bench import REPORT_KEYS, TARGETS, forward_flops, table, verdict
 
 CONTRACT_KEYS = ("matmul_gflops_fp32", "matmul_gflops_mixed", "bare_images_per_s", "engine_images_per_s",
