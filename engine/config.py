@@ -9,6 +9,7 @@ from typing import Any, Optional
 LR_SCALINGS = ("none", "linear", "sqrt")
 BUDGETS = ("epochs", "steps", "time")
 PRECISIONS = ("auto", "fp32", "mixed")
+TUNE_METHODS = ("grid", "halving")
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,15 @@ class ExperimentConfig:
     name: Optional[str] = None
     devices: Optional[list[str]] = None  # None: every visible GPU (several: MirroredStrategy)
     parallel: bool = False  # train the batch sizes at once, one process per device
+    lr_grid: int = 1  # learning rates per batch size, log-spaced around the (scaled) lr
+    lr_grid_factor: float = 3.0
+    lrs: Optional[list[float]] = None  # explicit learning rates, the same for every batch size
+    tune: str = "grid"
+    halving_eta: int = 3
+    model: str = "seed"
+    weights: str = "none"
+    freeze_backbone: bool = False
+    fine_tune_from: Optional[str] = None
 
     def validate(self) -> "ExperimentConfig":
         """Raise ConfigError for the first bad setting; return self to allow chaining."""
@@ -84,6 +94,19 @@ class ExperimentConfig:
                     raise ConfigError(f"devices: {device!r} is not a device name like GPU:0 or CPU:0")
             if len(set(self.devices)) != len(self.devices):
                 raise ConfigError("devices: a device is given more than once")
+        _check_int("lr grid", self.lr_grid, 1, 9)
+        if not self.lr_grid_factor > 1:
+            raise ConfigError(f"lr grid factor: {self.lr_grid_factor} must be greater than 1")
+        if self.lrs is not None:
+            if not self.lrs or any(not (isinstance(v, (int, float)) and 0 < v <= 10) for v in self.lrs):
+                raise ConfigError(f"learning rates: {self.lrs!r} must be positive numbers of at most 10")
+            if self.lr_grid > 1:
+                raise ConfigError("learning rates: give either --lrs or --lr-grid, not both")
+        if self.tune not in TUNE_METHODS:
+            raise ConfigError(f"tune: {self.tune!r} is not one of {', '.join(TUNE_METHODS)}")
+        _check_int("halving eta", self.halving_eta, 2)
+        if self.tune == "halving" and self.budget == "time":
+            raise ConfigError("tune: halving needs an epochs or steps budget, not time")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,15 +1,20 @@
 """Plain-data events the engine sends to a listener (the terminal or the window).
 
 They carry only numbers, strings, lists and dicts of those, so they cross thread
-boundaries (and Qt signals) without surprises. A listener is any callable that
-takes one event; it is called on the training thread.
+boundaries (and Qt signals and processes, as JSON) without surprises. A listener is
+any callable that takes one event; it is called on the training thread.
+
+Every event that changes the record carries what it changes: ``engine.record.state.
+apply_event`` folds it into a record, and the runner (which writes experiment.json)
+and the window (which draws) both use that one function, so a figure means the same
+thing live and after reopening.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Union
 
 
@@ -25,11 +30,13 @@ class ExperimentStarted:
     classes: list[str]
     device: str
     precision: str
+    record: dict[str, Any] = field(default_factory=dict)  # the record as written at the start; copy before folding
 
 
 @dataclass(frozen=True)
 class RunStarted:
-    """One batch size (one repeat) starts training from the shared initial weights."""
+    """A trial (batch size, learning rate, seed) starts from the shared initial weights, or continues
+    from its saved state after a rung (``first_epoch`` > 0)."""
 
     run_index: int
     batch_size: int
@@ -39,6 +46,8 @@ class RunStarted:
     steps_per_epoch: int
     train_samples: int
     lr: float
+    first_epoch: int = 0
+    updates: dict[str, Any] = field(default_factory=dict)  # the run's record keys this start sets
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,19 @@ class EpochEnded:
     images_per_s: float
     eta_s: float
     improved: bool  # a new best checkpoint was written
+    checkpoint: dict[str, Any] = field(default_factory=dict)  # {checkpoint, checkpoint_sha256} when improved
+
+
+@dataclass(frozen=True)
+class RunPaused:
+    """A trial reached the end of a rung; it waits (queued) while the other trials catch up, and its
+    state (weights and optimizer) is saved in ``state_file`` to continue from if it is promoted."""
+
+    run_index: int
+    batch_size: int
+    rung: int
+    epochs_run: int
+    state_file: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,15 @@ class RunFinished:
     best: Optional[dict[str, Any]]
     checkpoint: Optional[str]
     epochs_run: int
+    updates: dict[str, Any] = field(default_factory=dict)  # e.g. finished, trial {stop_reason, ...}
+
+
+@dataclass(frozen=True)
+class RecordUpdated:
+    """Experiment-wide facts known only once training began (the model built) or ended (the tuned
+    answer, the prediction): top-level keys of the record."""
+
+    updates: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -101,15 +132,16 @@ class LogMessage:
 
 
 Event = Union[
-    ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunFinished, ExperimentFinished, LogMessage
+    ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunPaused, RunFinished, RecordUpdated,
+    ExperimentFinished, LogMessage
 ]
 Listener = Callable[[Event], None]
 
 # Events crossing a process boundary (a parallel run's child, a cluster's chief) travel as one
 # JSON line on standard output behind this prefix; any other output is left alone.
 MESSAGE_PREFIX = "BATCHLAB-CHILD "
-EVENT_TYPES = {cls.__name__: cls for cls in (ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunFinished,
-                                             ExperimentFinished, LogMessage)}
+EVENT_TYPES = {cls.__name__: cls for cls in (ExperimentStarted, RunStarted, BatchProgress, EpochEnded, RunPaused,
+                                             RunFinished, RecordUpdated, ExperimentFinished, LogMessage)}
 
 
 def send_message(message: dict[str, Any]) -> None:

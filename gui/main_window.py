@@ -1,11 +1,12 @@
 """BatchLab's main window: setup on the left, curves and results on the right, progress below.
 
 Live and reopened experiments go through the same path: a record-shaped dict whose run
-dicts feed the curves and the table (``show_record`` / ``live_record.apply_event``).
+dicts feed the curves and the table (``show_record`` / ``engine.record.state.apply_event``).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import html
 from pathlib import Path
@@ -37,6 +38,7 @@ from engine.analysis.summary import load_probe, summarize
 from engine.config import ConfigError, ExperimentConfig
 from engine.data.demo import DEFAULT_PER_CLASS, DEMO_IMAGE_SIZE, demo_data_exists, generate_demo_data
 from engine.record import store as rec
+from engine.record.state import apply_event
 from engine.record.runs import best_run
 from engine.scale.cluster import run_cluster_chief
 from engine.stop import StopToken
@@ -48,7 +50,6 @@ from gui.engine_worker import RunFunction, TaskWorker, TrainingWorker
 from gui.evaluation_view import EvaluationView
 from gui.export_dialog import ExportDialog, save_histories_csv_dialog, save_plot, save_plot_dialog
 from gui.history_panel import HistoryPanel
-from gui.live_record import apply_event, start_record
 from gui.log_pane import LogPane
 from gui.predict_panel import PredictPanel
 from gui.progress_panel import ProgressPanel
@@ -421,8 +422,7 @@ class MainWindow(QMainWindow):
             if event.level in ("warning", "error"):
                 self.show_notice(event.level, event.text)
         elif isinstance(event, ev.ExperimentStarted):
-            config = self._running_config.to_dict() if self._running_config else {}
-            self.record, self.record_dir = start_record(event, config), Path(event.experiment_dir)
+            self.record, self.record_dir = copy.deepcopy(event.record), Path(event.experiment_dir)
             self.curves.set_runs(self.record["runs"])
             self.table.set_runs(self.record["runs"])
             self._show_title()

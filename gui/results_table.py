@@ -110,7 +110,7 @@ class ResultsTable(QTableWidget):
         best = run.get("best") or {}
         status = run.get("status", "pending")
         epochs = str(run.get("epochs_run") or 0)
-        if status == "running" and run.get("epochs_planned"):
+        if run.get("epochs_planned"):  # the same live and reopened: what ran of what was planned
             epochs = f"{epochs} / {run['epochs_planned']}"
         texts = (
             str(run["batch_size"]),

@@ -24,13 +24,13 @@ def test_batch_progress_rate_is_bounded_during_a_real_fit() -> None:
     epochs_seen: list[int] = []
     steps = 600
     monitor = RunMonitor(run_index=0, batch_size=2, steps_per_epoch=steps, epochs=2, listener=events.append,
-                         stop=StopToken(), on_epoch=lambda epoch, *_: epochs_seen.append(epoch),
-                         min_interval_s=MIN_INTERVAL_S)
+                         stop=StopToken(), min_interval_s=MIN_INTERVAL_S)
+    epoch_ends = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch + 1))
     started = time.perf_counter()
-    model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False, callbacks=[monitor])
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False, callbacks=[monitor, epoch_ends])
     elapsed = time.perf_counter() - started
     progress = [e for e in events if isinstance(e, BatchProgress)]
-    assert epochs_seen == [1, 2]
+    assert epochs_seen == [1, 2] and len(monitor.epoch_seconds) == 2 and monitor.last_seconds > 0
     assert progress, "a fit of several seconds must report progress"
     assert len(progress) / elapsed <= 1 / MIN_INTERVAL_S + 1  # per second: one per interval at most
     times = [e.elapsed_s for e in progress]

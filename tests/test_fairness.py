@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.config import ExperimentConfig
 from engine.record.target import default_target, time_to_target
 from engine.train.lr_schedule import WarmupCallback, lr_at, warmup_steps
 from engine.train.model import build_seed_cnn
-from engine.train.plan import (
-    budget_steps,
-    planned_epochs,
-    reference_batch,
-    repeat_seeds,
-    run_plan,
-    scaled_lr,
-    steps_per_epoch,
-)
+from engine.train.plan import (budget_steps, plan_trials, planned_epochs, reference_batch, repeat_seeds, scaled_lr,
+                               steps_per_epoch, trial_lrs, tuning_method)
 
 
 def test_reference_batch() -> None:
@@ -96,7 +90,8 @@ def test_other_budgets_keep_the_epochs() -> None:
 
 def test_repeats_share_seeds_across_batch_sizes_and_differ_across_repeats() -> None:
     assert repeat_seeds(7, 1) == [7]
-    plan = run_plan([256, 32, 64], base_seed=7, repeats=3)
+    config = ExperimentConfig(data_dir="d", batch_sizes=[256, 32, 64], seed=7, repeats=3)
+    plan = plan_trials(config, train_samples=1000, reference=32)
     assert [r["run_index"] for r in plan] == list(range(9))
     assert [(r["repeat"], r["batch_size"]) for r in plan[:4]] == [(0, 256), (0, 32), (0, 64), (1, 256)]
     seeds_by_size: dict[int, list[int]] = {}
@@ -115,6 +110,24 @@ def history_entry(epoch: int, val_accuracy: Optional[float], batch: int = 32, sp
                   seconds: float = 2.5) -> dict[str, Any]:
     return {"epoch": epoch, "val_accuracy": val_accuracy, "steps": epoch * spe, "samples": epoch * spe * batch,
             "seconds": seconds, "elapsed": epoch * seconds}
+
+
+def test_lr_grid_is_log_spaced_around_each_scaled_rate_and_ordered_in_the_record() -> None:
+    config = ExperimentConfig(data_dir="d", batch_sizes=[32, 128], lr=0.001, lr_scaling="linear", lr_grid=3,
+                              lr_grid_factor=3.0, repeats=2)
+    assert trial_lrs(config, 32, 32) == pytest.approx([0.001 / 3, 0.001, 0.003])
+    assert trial_lrs(config, 128, 32) == pytest.approx([0.004 / 3, 0.004, 0.012])
+    two = ExperimentConfig(data_dir="d", batch_sizes=[32], lr=0.001, lr_grid=2, lr_grid_factor=4.0)
+    assert trial_lrs(two, 32, 32) == pytest.approx([0.0005, 0.002])  # factor 4 apart, centred on lr
+    plan = plan_trials(config, train_samples=1000, reference=32)
+    assert len(plan) == 2 * 2 * 3
+    assert [(t["repeat"], t["batch_size"], t["lr_index"]) for t in plan[:4]] == [(0, 32, 0), (0, 32, 1), (0, 32, 2),
+                                                                               (0, 128, 0)]
+    assert {t["seed"] for t in plan if t["repeat"] == 1} == {1}
+    assert tuning_method(config) == "grid" and tuning_method(ExperimentConfig(data_dir="d", batch_sizes=[8])) == "none"
+    explicit = ExperimentConfig(data_dir="d", batch_sizes=[8, 64], lrs=[0.01, 0.001], tune="halving")
+    assert [t["lr"] for t in plan_trials(explicit, 100, 8)] == [0.001, 0.01, 0.001, 0.01]  # same for every size
+    assert tuning_method(explicit) == "halving"
 
 
 def test_time_to_target_on_a_hand_made_history() -> None:

@@ -7,6 +7,7 @@ skipped to keep these tests fast. tests/test_gui_engine.py runs the real engine.
 
 from __future__ import annotations
 
+import copy
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -27,6 +28,7 @@ from engine import events as ev
 from engine.config import ExperimentConfig
 from engine.data.dataset import DatasetError
 from engine.record import store as rec
+from engine.record.state import apply_event
 from engine.stop import StopToken
 from gui import settings_store
 from gui.curves import PLOTS
@@ -47,7 +49,8 @@ def write_images(root: Path, classes: dict[str, int], size: int = 32) -> Path:
 
 
 class ScriptedEngine:
-    """Stands in for engine.train.runner.run_experiment: same signature, events, record and stop token."""
+    """Stands in for engine.study.launch.run_experiment: same signature, events, record and stop token, with
+    made-up numbers and no TensorFlow; the record is kept by the engine's own apply_event, as the runner does."""
 
     def __init__(self, epochs: int = 3, fail_batch: Optional[int] = None, error: Optional[Exception] = None,
                  hold_after: Optional[int] = None) -> None:
@@ -66,49 +69,46 @@ class ScriptedEngine:
                   "status": "running", "config": config.to_dict(), "dataset": {"classes": ["a", "b"]}, "runs": runs,
                   "environment": {"device": "CPU (scripted)", "precision": "fp32"}}
         rec.save(folder, record)
+
+        def emit(event: ev.Event) -> None:
+            if apply_event(record, event) is not None or isinstance(event, ev.ExperimentFinished):
+                rec.save(folder, record)
+            listener(event)
+
         listener(ev.ExperimentStarted(str(folder), list(config.batch_sizes), len(runs), 96, 32, ["a", "b"],
-                                      "CPU (scripted)", "fp32"))
+                                      "CPU (scripted)", "fp32", copy.deepcopy(record)))
         for run in runs:
             if stop.is_set():
                 break
-            self._train(run, listener, stop)
-            rec.save(folder, record)
+            self._train(run, emit, stop)
         statuses = {r["status"] for r in runs}
-        record["status"] = "stopped" if stop.is_set() or "pending" in statuses else "completed"
-        rec.save(folder, record)
-        listener(ev.ExperimentFinished(str(folder), record["status"]))
+        emit(ev.ExperimentFinished(str(folder), "stopped" if stop.is_set() or "pending" in statuses else "completed"))
         return folder
 
-    def _train(self, run: dict, listener: ev.Listener, stop: StopToken) -> None:
+    def _train(self, run: dict, emit: ev.Listener, stop: StopToken) -> None:
         size, steps = run["batch_size"], -(-96 // run["batch_size"])
-        run.update(status="running", epochs_planned=self.epochs, steps_per_epoch=steps, lr=0.001)
-        listener(ev.RunStarted(run["run_index"], size, 0, run["seed"], self.epochs, steps, 96, 0.001))
-        listener(ev.LogMessage("info", f"scripted run {size}"))
+        emit(ev.RunStarted(run["run_index"], size, 0, run["seed"], self.epochs, steps, 96, 0.001))
+        emit(ev.LogMessage("info", f"scripted run {size}"))
+        status, error = "completed", None
         for epoch in range(1, self.epochs + 1):
-            listener(ev.BatchProgress(run["run_index"], size, epoch, 1, steps, 1.0, 0.5, 100.0, 0.1, 1.0))
+            emit(ev.BatchProgress(run["run_index"], size, epoch, 1, steps, 1.0, 0.5, 100.0, 0.1, 1.0))
             while self.hold_after is not None and epoch > self.hold_after and not stop.is_set():
                 time.sleep(0.005)
             if stop.is_set():
-                run.update(status="stopped", error="stopped by the user")
+                status, error = "stopped", "stopped by the user"
                 break
             if size == self.fail_batch:
-                run.update(status="failed", error="out of memory at this batch size")
-                listener(ev.LogMessage("error", f"batch size {size}: {run['error']}"))
+                status, error = "failed", "out of memory at this batch size"
+                emit(ev.LogMessage("error", f"batch size {size}: {error}"))
                 break
             entry = {"epoch": epoch, "loss": 1.0 / epoch + size / 500, "accuracy": 0.98 - 0.5 / epoch - size / 4000,
                      "val_loss": 1.1 / epoch + size / 400, "val_accuracy": 0.95 - 0.5 / epoch - size / 2000,
                      "lr": 0.001,
                      "steps": steps * epoch, "samples": 96 * epoch, "seconds": 0.5, "elapsed": 0.5 * epoch,
                      "images_per_s": 192.0}
-            run["history"].append(entry)
-            run.update(best={"epoch": epoch, "val_accuracy": entry["val_accuracy"], "val_loss": entry["val_loss"]},
-                       epochs_run=epoch, seconds_per_epoch=0.5, images_per_s=192.0)
-            listener(ev.EpochEnded(run["run_index"], size, dict(entry), entry["val_accuracy"], epoch, 192.0,
-                                   0.5 * (self.epochs - epoch), True))
-        else:
-            run["status"] = "completed"
-        listener(ev.RunFinished(run["run_index"], size, run["status"], run["error"], run["best"], None,
-                                run["epochs_run"]))
+            emit(ev.EpochEnded(run["run_index"], size, entry, entry["val_accuracy"], epoch, 192.0,
+                               0.5 * (self.epochs - epoch), True))
+        emit(ev.RunFinished(run["run_index"], size, status, error, run["best"], None, run["epochs_run"]))
 
 
 @pytest.fixture
@@ -319,7 +319,7 @@ def test_a_run_fills_every_plot_and_the_table(qtbot, make_window, images):
     assert table.cell_text(1, "Best val. accuracy") == "76.7 %"
     assert table.item(0, 0).font().bold() and not table.item(1, 0).font().bold()
     assert table.cell_text(0, "Best epoch") == "3"
-    assert table.cell_text(0, "Epochs run") == "3"
+    assert table.cell_text(0, "Epochs run") == "3 / 3"
     assert table.cell_text(0, "Seconds / epoch") == "0.50"
     assert table.cell_text(0, "Images / s") == "192"
     swatch = table.item(1, 0).icon().pixmap(12, 12).toImage().pixelColor(6, 6)

@@ -139,7 +139,7 @@ def test_stop_takes_effect_within_one_batch(tiny_data):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy")
     monitor = RunMonitor(run_index=0, batch_size=1, steps_per_epoch=50, epochs=1, listener=lambda e: None,
-                         stop=stop, on_epoch=lambda *a: None)
+                         stop=stop)
     x, y = np.zeros((50, 4), "float32"), np.zeros(50, "int32")
     with pytest.raises(StopRequested):
         model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[monitor, Probe()])

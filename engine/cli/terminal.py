@@ -16,6 +16,7 @@ from engine.events import (
     ExperimentStarted,
     LogMessage,
     RunFinished,
+    RunPaused,
     RunStarted,
 )
 
@@ -53,7 +54,8 @@ class TerminalProgress:
         elif isinstance(event, RunStarted):
             self.epochs = event.epochs
             self.last_val = None
-            self.line(f"Run {event.run_index + 1}/{self.total_runs}: batch size {event.batch_size}"
+            verb = f"continues from epoch {event.first_epoch + 1}" if event.first_epoch else "starts"
+            self.line(f"Run {event.run_index + 1}/{self.total_runs} {verb}: batch size {event.batch_size}"
                       f"{f' (repeat {event.repeat + 1}, seed {event.seed})' if event.repeat else ''}, "
                       f"{event.steps_per_epoch} steps/epoch, up to {event.epochs} epochs, lr {event.lr:g}")
         elif isinstance(event, BatchProgress) and self.live:
@@ -66,8 +68,14 @@ class TerminalProgress:
                       f"acc {fmt_pct(e['accuracy'])}  val_loss {e['val_loss']:.4f}  val_acc "
                       f"{fmt_pct(e['val_accuracy'])}{mark}  {e['seconds']:.1f}s  {event.images_per_s:.0f} img/s  "
                       f"ETA {fmt_duration(event.eta_s)}")
+        elif isinstance(event, RunPaused):
+            self.line(f"  batch size {event.batch_size} waits after rung {event.rung + 1} ({event.epochs_run} epochs)")
         elif isinstance(event, RunFinished):
-            detail = f": {event.error}" if event.error else ""
+            trial = event.updates.get("trial") or {}
+            reason = trial.get("stop_reason")
+            detail = f": {event.error}" if event.error else (f": {trial['note']}" if trial.get("note") else
+                                                             f" ({reason.replace('_', ' ')})" if reason not in
+                                                             (None, "completed", "stopped", "failed") else "")
             best = f", best val_acc {fmt_pct(event.best['val_accuracy'])} at epoch {event.best['epoch']}" \
                 if event.best else ""
             self.line(f"  batch size {event.batch_size} {event.status}{detail}{best}")

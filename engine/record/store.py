@@ -16,9 +16,20 @@ Layout (schema version 1; keys are a contract, only ever added to):
                     precision, precision_reason, distribution {strategy (single | mirrored |
                     multi_worker_mirrored | parallel), devices, replicas, workers}
     reference_batch the batch size the configured lr belongs to (for lr scaling)
-    target_accuracy the val accuracy time to target is measured against (set when runs end)
-    runs            one per (repeat, batch size), batch sizes in the order given:
+    target_accuracy the val accuracy time to target is measured against (updated as epochs end)
+    tuning          method (none | grid | halving), lrs {"<batch>": [lr, ...]}, eta, rungs
+                    {"<batch>": [epochs at the end of each rung]}; after the study: best
+                    {"<batch>": {lr, lr_band, steps_to_target, samples_to_target,
+                    seconds_to_target, best_val_accuracy, reached, trials}}, compute
+                    {trial_epochs, full_grid_epochs}
+    model           name, source, weights, sha256, parameters, flops_per_image, ...
+    prediction      s_min, b_noise, points [...], loo_error, recommended (or null)
+    runs            one per trial (repeat, batch size, learning rate), batch sizes in the order
+                    given, learning rates ascending:
         run_index, batch_size, repeat, seed, status (pending|running|completed|stopped|failed),
+        lr_index, trial {rung, stopped_at_rung, stop_reason (completed | early_stopped |
+        halved | dead | diverged | failed | stopped), note}, state_file (saved state between
+        rungs, else null),
         error, initial_weights_sha256, initial_weights_file, lr (base lr after scaling),
         epochs_planned, steps_per_epoch, train_samples, device, precision, replicas,
         per_replica_batch,
@@ -139,7 +150,7 @@ def load(experiment_dir: Path | str) -> dict[str, Any]:
         raise RecordError(f"{path}: cannot be read as JSON ({exc})") from None
     _check_shape(path, record)
     for run in record["runs"]:
-        for key in ("checkpoint", "tensorboard", "initial_weights_file"):
+        for key in ("checkpoint", "tensorboard", "initial_weights_file", "state_file"):
             inside(experiment_dir, run.get(key))
     _fill_defaults(experiment_dir, record)
     if record.get("status") == "running" or any(r.get("status") == "running" for r in record["runs"]):
@@ -192,6 +203,7 @@ _RUN_TYPES: dict[str, tuple[type, ...]] = {
     "seconds_per_epoch": (int, float, type(None)), "images_per_s": (int, float, type(None)),
     "best": (dict, type(None)), "error": (str, type(None)), "device": (str, type(None)),
     "precision": (str, type(None)), "started": (str, type(None)), "finished": (str, type(None)),
+    "lr_index": (int,), "trial": (dict, type(None)), "state_file": (str, type(None)),
 }
 
 

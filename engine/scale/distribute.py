@@ -7,9 +7,9 @@
 * Several machines: ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``
   (see engine.cli.worker). Every worker runs the same experiment; only the chief's
   folder is kept, the others train into a temporary folder that is removed.
-* Parallel runs: the batch sizes train at the same time, one child process per device
-  (pinned with ``CUDA_VISIBLE_DEVICES``). The children send their run's state as JSON
-  lines; this process alone writes ``experiment.json``.
+* Parallel trials: trials train at the same time, one child process per device (pinned
+  with ``CUDA_VISIBLE_DEVICES``) and per segment. The children send their events as JSON
+  lines; this process alone folds them into ``experiment.json``.
 
 Under a strategy Keras draws one batch before training to build its metrics, so the
 seeded shuffle starts one permutation later than on one device; every batch size of
@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
@@ -41,7 +41,8 @@ from engine.stop import StopToken
 from engine.train.devices import PrecisionChoice, describe
 from engine.train.placement import Placement, short_device_name
 from engine.train.prepare import Prepared, prepare
-from engine.train.runner import Experiment
+from engine.record.state import apply_event
+from engine.train.runner import Trainer
 
 CHILD_COMMAND = "import sys; from engine.scale.distribute import child_main; sys.exit(child_main())"
 
@@ -151,31 +152,32 @@ class _Child:
                 self.stderr_tail.append(line.rstrip())
 
 
-class ParallelExperiment(Experiment):
-    """Runs start as soon as a device is free, each in its own process; this process writes the record."""
+class ParallelTrainer:
+    """Trials start as soon as a device is free, each segment in its own process; this process
+    alone folds their events into the record (through ``emit``, the study's)."""
 
-    def __init__(self, p: Prepared, experiment_dir: Path, record: dict[str, Any], listener: Listener,
+    def __init__(self, p: Prepared, experiment_dir: Path, record: dict[str, Any], emit: Callable[[ev.Event], None],
                  stop: StopToken, placement: Placement) -> None:
-        super().__init__(p, experiment_dir, record, listener, stop, placement)
+        self.p = p
+        self.dir = experiment_dir
+        self.record = record
+        self.emit = emit
+        self.stop = stop
         self.free = list(placement.parallel_devices)
         self.children: list[_Child] = []
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.stop_sent = False
+        self.halted: Optional[OSError] = None
 
-    def train(self, run: dict[str, Any]) -> None:
-        """Start ``run`` on the next free device (waiting for one); it trains in the background."""
-        while not self.free and not self.stop.is_set():
-            self.pump()
-        if self.stop.is_set():
-            return
-        device = self.free.pop(0)
-        spec = {"config": self.p.config.to_dict(), "experiment_dir": str(self.dir), "record": self.record,
-                "run_index": run["run_index"], "device": device,
-                "precision": dataclasses.asdict(self.p.precision)}
-        self.children.append(_Child(run["run_index"], device, spec, self.inbox))
-
-    def finish(self) -> None:
+    def train_all(self, segments: list[tuple[dict[str, Any], int]]) -> None:
+        """Start each segment on the next free device (waiting for one), then wait for them all."""
         try:
+            for run, until_epoch in segments:
+                while not self.free and not self.stop.is_set():
+                    self.pump()
+                if self.stop.is_set():
+                    break
+                self.start(run, until_epoch, self.free.pop(0))
             while self.children:
                 self.pump()
         except BaseException:
@@ -184,8 +186,12 @@ class ParallelExperiment(Experiment):
                 child.send("stop")
                 child.process.wait()
             raise
-        finally:
-            super().finish()
+
+    def start(self, run: dict[str, Any], until_epoch: int, device: str) -> None:
+        spec = {"config": self.p.config.to_dict(), "experiment_dir": str(self.dir), "record": self.record,
+                "run_index": run["run_index"], "until_epoch": until_epoch, "device": device,
+                "precision": dataclasses.asdict(self.p.precision)}
+        self.children.append(_Child(run["run_index"], device, spec, self.inbox))
 
     def pump(self) -> None:
         """Handle one message from a child (or pass the stop request on); never blocks for long."""
@@ -199,40 +205,26 @@ class ParallelExperiment(Experiment):
             return
         if message is None:
             self.child_exited(child)
-        elif "run" in message:
-            self.record["runs"][child.run_index] = message["run"]
-            self.save_record()
         else:
-            self.listener(ev.event_from_message(message))
+            self.emit(ev.event_from_message(message))
 
     def child_exited(self, child: _Child) -> None:
         code = child.process.wait()
         self.children.remove(child)
         self.free.append(child.device)
         run = self.record["runs"][child.run_index]
-        if run["status"] in ("pending", "running"):  # it died before reporting its end
+        if run["status"] == "running":  # it died before reporting the end of its segment
             last = child.stderr_tail[-1] if child.stderr_tail else "no output"
-            run.update(status="failed", error=f"the process training on {child.device} exited with code {code}: "
-                                              f"{last[:300]}", finished=rec.utc_now())
-            self.save_record()
-            self.listener(LogMessage("error", f"batch size {run['batch_size']}: {run['error']}"))
-            self.listener(RunFinished(run["run_index"], run["batch_size"], run["status"], run["error"],
-                                      run["best"], run["checkpoint"], run["epochs_run"]))
-
-
-class ChildExperiment(Experiment):
-    """Trains one run of a parallel experiment; sends its run's state instead of writing the record."""
-
-    def __init__(self, *args: Any, run_index: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.run_index = run_index
-
-    def save_record(self) -> None:
-        ev.send_message({"run": self.record["runs"][self.run_index]})
+            error = f"the process training on {child.device} exited with code {code}: {last[:300]}"
+            self.emit(LogMessage("error", f"batch size {run['batch_size']}: {error}"))
+            self.emit(RunFinished(run["run_index"], run["batch_size"], "failed", error, run["best"], run["checkpoint"],
+                                  run["epochs_run"], {"finished": rec.utc_now(), "trial": {
+                                      "stopped_at_rung": (run.get("trial") or {}).get("rung", 0),
+                                      "stop_reason": "failed", "note": None}}))
 
 
 def _watch_parent(stop: StopToken) -> None:
-    """A ``stop`` line, or the parent going away (end of input), stops the run after this batch."""
+    """A ``stop`` line, or the parent going away (end of input), stops the trial after this batch."""
     for line in sys.stdin:
         if line.strip() == "stop":
             break
@@ -240,7 +232,11 @@ def _watch_parent(stop: StopToken) -> None:
 
 
 def child_main() -> int:
-    """Entry of a parallel-run child process: one run, given as one JSON line on standard input."""
+    """Entry of a parallel child process: one trial segment, given as one JSON line on standard input.
+
+    The child keeps its own copy of the record current (the trainer reads its history) and
+    sends every event to the parent, which alone writes experiment.json.
+    """
     spec = json.loads(sys.stdin.readline())
     stop = StopToken()
     threading.Thread(target=_watch_parent, args=(stop,), daemon=True).start()
@@ -255,7 +251,11 @@ def child_main() -> int:
     prepared = dataclasses.replace(prepare(config, ignore, stop), precision=PrecisionChoice(**spec["precision"]))
     record = spec["record"]
     record["environment"]["device"] = f"{spec['device']} ({describe(prepared.facts)})"
-    experiment = ChildExperiment(prepared, Path(spec["experiment_dir"]), record, ev.send_event, stop, Placement(),
-                                 run_index=spec["run_index"])
-    experiment.train(record["runs"][spec["run_index"]])
+
+    def emit(event: ev.Event) -> None:
+        apply_event(record, event)
+        ev.send_event(event)
+
+    trainer = Trainer(prepared, Path(spec["experiment_dir"]), record, emit, stop, Placement())
+    trainer.train(record["runs"][spec["run_index"]], spec["until_epoch"])
     return 0

@@ -22,19 +22,19 @@ from engine.data.split import split_digest
 from engine.events import Listener, ignore
 from engine.record import store as rec
 from engine.scale import distribute
-from engine.scale.distribute import ParallelExperiment
+from engine.scale.distribute import ParallelTrainer
 from engine.stop import StopToken
 from engine.train import plan
 from engine.train.devices import describe
 from engine.train.placement import Placement
 from engine.train.prepare import Prepared, prepare
-from engine.train.runner import Experiment
+from engine.study.study import Study, study_plan
 
 
 def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
                    stop: Optional[StopToken] = None, prepared: Optional[Prepared] = None,
                    placement: Optional[Any] = None) -> Path:
-    """Train every (repeat, batch size) in turn; return the experiment folder.
+    """Train every trial (repeat, batch size, learning rate); return the experiment folder.
 
     ``prepared`` lets a caller check data and settings first (engine.train.prepare) and
     report user errors before TensorFlow is even loaded. ``placement``
@@ -47,14 +47,14 @@ def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
     record = new_record(prepared, experiment_dir)
     record["environment"]["distribution"] = placement.to_record()
     rec.save(experiment_dir, record)
-    make_experiment(placement, prepared, experiment_dir, record, listener, stop).run()
+    make_study(placement, prepared, experiment_dir, record, listener, stop).run()
     return experiment_dir
 
 
 def create_experiment_dir(out: Path, config: ExperimentConfig) -> Path:
     """A fresh folder per experiment; mkdir is atomic, so two writers never share one."""
     out.mkdir(parents=True, exist_ok=True)
-    data_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(config.data_dir).resolve().name)[:40] or "data"
+    data_name = re.sub(r"[^\w.-]+", "_", Path(config.data_dir).resolve().name).strip("_")[:40] or "data"
     stem = config.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{data_name}-bs{'-'.join(map(str, config.batch_sizes))}"
     for attempt in range(1000):
         candidate = out / (stem if attempt == 0 else f"{stem}-{attempt + 1}")
@@ -68,10 +68,8 @@ def create_experiment_dir(out: Path, config: ExperimentConfig) -> Path:
 
 def new_record(p: Prepared, experiment_dir: Path) -> dict[str, Any]:
     report = p.data.report
-    seeds = plan.repeat_seeds(p.config.seed, p.config.repeats)
-    runs = [rec.new_run(i, size, repeat, seed)
-            for i, (repeat, seed, size) in enumerate((r, s, b) for r, s in enumerate(seeds)
-                                                     for b in p.config.batch_sizes)]
+    trials = plan.plan_trials(p.config, int(len(p.train_idx)), p.reference_batch)
+    runs = [new_trial(trial) for trial in trials]
     return {
         "schema_version": rec.SCHEMA_VERSION,
         "app": f"BatchLab {__version__}",
@@ -100,15 +98,23 @@ def new_record(p: Prepared, experiment_dir: Path) -> dict[str, Any]:
         },
         "reference_batch": p.reference_batch,
         "target_accuracy": None,
+        "tuning": study_plan(plan.tuning_method(p.config), trials, p.config.halving_eta),
         "runs": runs,
     }
 
 
+def new_trial(trial: dict[str, Any]) -> dict[str, Any]:
+    """A queued trial: the record's run keys, with its planned rate, steps and epochs filled in."""
+    run = rec.new_run(trial["run_index"], trial["batch_size"], trial["repeat"], trial["seed"])
+    run.update({key: trial[key] for key in ("lr", "lr_index", "steps_per_epoch", "epochs_planned")})
+    run["trial"] = {"rung": 0, "stopped_at_rung": None, "stop_reason": None, "note": None}
+    return run
 
 
-def make_experiment(placement: Placement, p: Prepared, experiment_dir: Path, record: dict[str, Any],
-                    listener: Listener, stop: StopToken) -> Experiment:
-    """Parallel runs get a process per device; every other placement trains here."""
+def make_study(placement: Placement, p: Prepared, experiment_dir: Path, record: dict[str, Any],
+               listener: Listener, stop: StopToken) -> Study:
+    """Parallel trials get a process per device; every other placement trains in this process."""
+    study = Study(p, experiment_dir, record, listener, stop, placement)
     if placement.parallel_devices:
-        return ParallelExperiment(p, experiment_dir, record, listener, stop, placement)
-    return Experiment(p, experiment_dir, record, listener, stop, placement)
+        study.executor = ParallelTrainer(p, experiment_dir, record, study.emit, stop, placement)
+    return study

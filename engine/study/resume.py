@@ -30,8 +30,9 @@ from engine.train.prepare import prepare
 
 RESUMABLE = ("pending", "running", "stopped")
 CHECKPOINT_NAME = "best.keras"  # engine.train.runner's; not imported so resume can refuse bad input without TF
+STATE_NAME = "state.keras"
 # Temporary files engine.atomic leaves beside a target when the process dies mid-write.
-_LEFTOVER = re.compile(r"^\.(experiment\.json|best\.keras|seed\d+\.weights\.h5)\.[A-Za-z0-9_]{8}"
+_LEFTOVER = re.compile(r"^\.(experiment\.json|best\.keras|state\.keras|seed\d+\.weights\.h5)\.[A-Za-z0-9_]{8}"
                        r"(\.tmp|\.keras|\.weights\.h5)$")
 
 
@@ -57,7 +58,8 @@ def resume_experiment(path: Path | str, listener: Listener = ignore, stop: Optio
     prepared = prepare(config, listener, stop)
     check_same_split(record, prepared, where)
     from engine.scale import distribute  # TensorFlow loads here, after the cheap checks
-    from engine.study.launch import make_experiment
+    from engine.study.launch import make_study
+    from engine.study.study import study_plan
     from engine.train.devices import describe
 
     device = describe(prepared.facts)
@@ -67,13 +69,16 @@ def resume_experiment(path: Path | str, listener: Listener = ignore, stop: Optio
         listener(LogMessage("warning", f"resuming on {device}; the experiment started on "
                                        f"{environment['device']}: compare times with care"))
     remove_leftovers(experiment_dir)
-    restart_unfinished(record, experiment_dir)
+    trials = plan.plan_trials(prepared.config, int(len(prepared.train_idx)), prepared.reference_batch)
+    restart_unfinished(record, experiment_dir, trials)
+    if not isinstance(record.get("tuning"), dict):  # a record from before learning-rate tuning
+        record["tuning"] = study_plan(plan.tuning_method(prepared.config), trials, prepared.config.halving_eta)
     placement = distribute.place(prepared.config, listener)  # as a fresh start would place the runs
     environment["distribution"] = placement.to_record()
     record["schema_version"] = rec.SCHEMA_VERSION
     record["status"] = "running"
     rec.save(experiment_dir, record)
-    make_experiment(placement, prepared, experiment_dir, record, listener, stop).run()
+    make_study(placement, prepared, experiment_dir, record, listener, stop).run()
     return experiment_dir
 
 
@@ -93,17 +98,17 @@ def config_from_record(record: dict[str, Any], experiment_dir: Path) -> Experime
 
 
 def check_runs(record: dict[str, Any], config: ExperimentConfig, where: Path) -> None:
-    """The runs must be exactly those the config plans, so nothing in the record picks what trains."""
+    """The trials must be exactly those the config plans, so nothing in the record picks what trains."""
     try:
-        seeds = plan.repeat_seeds(config.seed, config.repeats)
+        reference = plan.reference_batch(config.batch_sizes, config.lr_reference_batch)
+        trials = plan.plan_trials(config, max(1, int(record["dataset"].get("train_count") or 1)), reference)
     except ValueError as exc:
         raise ResumeError(f"{where}: config: {exc}") from None
-    planned = [(i, size, repeat, seed) for i, (repeat, seed, size) in
-               enumerate((r, s, b) for r, s in enumerate(seeds) for b in config.batch_sizes)]
-    found = [(r["run_index"], r["batch_size"], r["repeat"], r["seed"]) for r in record["runs"]]
+    planned = [(t["run_index"], t["batch_size"], t["repeat"], t["seed"], t["lr_index"]) for t in trials]
+    found = [(r["run_index"], r["batch_size"], r["repeat"], r["seed"], r.get("lr_index", 0)) for r in record["runs"]]
     if found != planned:
-        raise ResumeError(f"{where}: the runs do not match the config (batch sizes, repeats, seeds); "
-                          "the record was edited or is damaged")
+        raise ResumeError(f"{where}: the runs do not match the config (batch sizes, learning rates, repeats, "
+                          "seeds); the record was edited or is damaged")
 
 
 def check_same_split(record: dict[str, Any], prepared: Any, where: Path) -> None:
@@ -118,25 +123,29 @@ def check_same_split(record: dict[str, Any], prepared: Any, where: Path) -> None
                           "or renamed); restore it or start a new experiment")
 
 
-def restart_unfinished(record: dict[str, Any], experiment_dir: Path) -> None:
-    """Reset interrupted or stopped runs to pending; note what was discarded and when.
+def restart_unfinished(record: dict[str, Any], experiment_dir: Path, trials: list[dict[str, Any]]) -> None:
+    """Reset interrupted or stopped trials to queued, noting what was discarded and when.
 
-    The discarded attempt's checkpoint and TensorBoard files go too, so the folder
-    shows exactly what the record says.
+    A trial paused at a rung of successive halving (queued, with its saved state on disk) is kept
+    and continues from that state. The discarded attempt's checkpoint, state and TensorBoard files
+    go too, so the folder shows exactly what the record says.
     """
-    for run in record["runs"]:
-        if run["status"] not in ("running", "stopped"):
+    from engine.study.launch import new_trial
+
+    for run, trial in zip(record["runs"], trials):
+        state = rec.inside(experiment_dir, run.get("state_file"))
+        paused = state is not None and state.is_file()
+        if run["status"] in ("completed", "failed") or (run["status"] == "pending" and (paused or not run["history"])):
             continue
         folder = rec.inside(experiment_dir, run["tensorboard"])
         if folder is not None and folder != experiment_dir.resolve() and folder.is_dir():
-            for stale in [*folder.glob("events.out.tfevents.*"), folder / CHECKPOINT_NAME]:
+            for stale in [*folder.glob("events.out.tfevents.*"), folder / CHECKPOINT_NAME, folder / STATE_NAME]:
                 stale.unlink(missing_ok=True)
-        note = {"at": rec.utc_now(), "previous_status": "interrupted" if run["status"] == "running" else "stopped",
-                "epochs_discarded": len(run["history"])}
+        previous = {"running": "interrupted", "pending": "interrupted"}.get(run["status"], run["status"])
+        note = {"at": rec.utc_now(), "previous_status": previous, "epochs_discarded": len(run["history"])}
         restarts = run.get("restarts") if isinstance(run.get("restarts"), list) else []
-        fresh = rec.new_run(run["run_index"], run["batch_size"], run["repeat"], run["seed"])
         run.clear()
-        run.update(fresh, restarts=[*restarts, note])
+        run.update(new_trial(trial), restarts=[*restarts, note])
 
 
 def remove_leftovers(experiment_dir: Path) -> None:

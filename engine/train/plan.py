@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from engine.config import BUDGETS, LR_SCALINGS
+from engine.config import BUDGETS, LR_SCALINGS, ExperimentConfig
 
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed goes through numpy, which takes 32-bit seeds
 
@@ -93,14 +93,43 @@ def repeat_seeds(base_seed: int, repeats: int) -> list[int]:
     return [base_seed + r for r in range(repeats)]
 
 
-def run_plan(batch_sizes: list[int], base_seed: int, repeats: int) -> list[dict[str, int]]:
-    """Runs in the record's order: repeat by repeat, batch sizes in the order given."""
-    seeds = repeat_seeds(base_seed, repeats)
-    return [
-        {"run_index": r * len(batch_sizes) + i, "batch_size": size, "repeat": r, "seed": seeds[r]}
-        for r in range(repeats)
-        for i, size in enumerate(batch_sizes)
-    ]
+def trial_lrs(config: ExperimentConfig, batch_size: int, reference: int) -> list[float]:
+    """The learning rates a batch size is tried at, ascending.
+
+    ``lrs`` when given (the same for every batch size); else ``lr_grid`` rates log-spaced
+    ``lr_grid_factor`` apart around the batch size's scaled rate (3 and 3: lr/3, lr, 3 lr).
+    Shallue et al. (2019): a fair comparison tunes the learning rate per batch size.
+    """
+    if config.lrs:
+        return sorted(float(lr) for lr in config.lrs)
+    centre = scaled_lr(config.lr, batch_size, reference, config.lr_scaling)
+    n = config.lr_grid
+    return [centre * config.lr_grid_factor ** (i - (n - 1) / 2) for i in range(n)]
+
+
+def tuning_method(config: ExperimentConfig) -> str:
+    """none: one rate per batch size; grid: every rate trains its whole budget; halving."""
+    if len(config.lrs or []) <= 1 and config.lr_grid == 1:
+        return "none"
+    return config.tune
+
+
+def plan_trials(config: ExperimentConfig, train_samples: int, reference: int) -> list[dict[str, Any]]:
+    """Every trial in the record's order: repeat, batch size (as given), learning rate (ascending).
+
+    Each trial of a repeat uses that repeat's seed, so trials differ only in batch size and rate.
+    """
+    seeds = repeat_seeds(config.seed, config.repeats)
+    trials = []
+    for repeat, seed in enumerate(seeds):
+        for size in config.batch_sizes:
+            for lr_index, lr in enumerate(trial_lrs(config, size, reference)):
+                trials.append({
+                    "run_index": len(trials), "batch_size": size, "repeat": repeat, "seed": seed, "lr": lr,
+                    "lr_index": lr_index, "steps_per_epoch": steps_per_epoch(train_samples, size),
+                    "epochs_planned": planned_epochs(config.budget, config.epochs, size, reference, train_samples),
+                })
+    return trials
 
 
 def check_positive(label: str, value: Any) -> None:

@@ -1,198 +1,201 @@
-"""Run one experiment: the same CNN, the same initial weights and split, once per batch size.
+"""Train one trial (batch size, learning rate, seed) for a segment of its epochs, in this process.
 
-The runner owns the experiment folder: ``experiment.json`` (rewritten atomically
-after every epoch), the shared initial weights, and per run a best checkpoint
-and TensorBoard scalars. A run that fails is recorded as failed and the next
-one starts; only user errors found before training (bad data, bad settings)
-are raised.
+A trial trains from the experiment's shared initial weights for its seed, or, after a rung of
+successive halving, continues from its saved state (weights and optimizer). Everything it does
+reaches the record as events through ``emit``: the study that owns the record folds them in
+(``engine.record.state.apply_event``) and writes experiment.json. A trial that fails is
+recorded as failed and the next one starts; only a storage failure (disk full) halts the study.
 """
 
 from __future__ import annotations
 
 import errno
 import gc
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import tensorflow as tf
 
 from engine import atomic
 from engine.data.pipeline import Augmentation, build_augmenter, make_dataset
-from engine.events import (
-    EpochEnded,
-    ExperimentFinished,
-    ExperimentStarted,
-    Listener,
-    LogMessage,
-    RunFinished,
-    RunStarted,
-)
+from engine.events import Event, LogMessage, RunFinished, RunPaused, RunStarted
 from engine.record import store as rec
-from engine.record import target
 from engine.stop import StopRequested, StopToken
-from engine.train import lr_schedule, plan
-from engine.train.callbacks import RunMonitor, TrainingFailed
-from engine.train.model import build_seed_cnn, file_sha256, save_for_inference, weights_sha256
+from engine.train.callbacks import BestCheckpoint, Diverged, HistoryRecorder, PatienceStop, RunMonitor, TrainingFailed
+from engine.train.lr_schedule import WarmupCallback
+from engine.train.memory import forget_traced_steps, trim_heap
+from engine.train.model import build_seed_cnn, weights_sha256
 from engine.train.placement import Placement
 from engine.train.prepare import Prepared
 
 CHECKPOINT_NAME = "best.keras"
+STATE_NAME = "state.keras"  # weights and optimizer between rungs; removed once the trial is final
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+FINAL_REASONS = ("completed", "early_stopped", "halved", "dead", "diverged", "failed", "stopped")
 
 
-class Experiment:
-    """Drives the runs of one experiment folder and keeps its record current."""
+def run_folder(run: dict[str, Any], repeats: int, lrs_per_batch: int) -> str:
+    """``bs32``; ``bs32-lr2`` with several learning rates; ``-r2`` added with repeats."""
+    name = f"bs{run['batch_size']}"
+    if lrs_per_batch > 1:
+        name += f"-lr{run.get('lr_index', 0) + 1}"
+    return name if repeats == 1 else f"{name}-r{run['repeat'] + 1}"
 
-    def __init__(self, p: Prepared, experiment_dir: Path, record: dict[str, Any], listener: Listener,
+
+class Trainer:
+    """Trains segments of trials; ``emit`` receives every event (and must apply it to ``record``)."""
+
+    def __init__(self, p: Prepared, experiment_dir: Path, record: dict[str, Any], emit: Callable[[Event], None],
                  stop: StopToken, placement: Optional[Placement] = None) -> None:
-        self.placement = placement or Placement()  # default: one device, no strategy
         self.p = p
         self.dir = experiment_dir
         self.record = record
-        self.listener = listener
+        self.emit = emit
         self.stop = stop
+        self.placement = placement or Placement()  # default: one device, no strategy
         self.halted: Optional[OSError] = None  # a write failed (disk full): nothing more can be recorded
+        self.tuning = (record.get("tuning") or {}).get("method", "none") != "none"
 
-    def run(self) -> None:
-        from engine.train.memory import freeze_startup_objects
+    def train_all(self, segments: list[tuple[dict[str, Any], int]]) -> None:
+        """Train each (trial, until epoch) in turn, until the stop token is set or storage fails."""
+        for run, until_epoch in segments:
+            if self.stop.is_set() or self.halted:
+                return
+            self.train(run, until_epoch)
 
-        freeze_startup_objects()  # a full garbage collection would otherwise pause everything for ~0.3 s
-        cfg = self.p.config
-        self.listener(ExperimentStarted(
-            experiment_dir=str(self.dir), batch_sizes=list(cfg.batch_sizes), total_runs=len(self.record["runs"]),
-            train_samples=int(len(self.p.train_idx)), val_samples=int(len(self.p.val_idx)),
-            classes=list(self.p.data.report.classes), device=self.record["environment"]["device"],
-            precision=self.p.precision.label))
+    def train(self, run: dict[str, Any], until_epoch: int) -> None:
+        """Train ``run`` up to ``until_epoch`` epochs in all; any error becomes this trial's outcome."""
+        run_dir = self.dir / run_folder(run, self.p.config.repeats, self._lrs_per_batch())
+        outcome: tuple[str, Optional[str], Optional[str]]  # status, stop reason, error
+        state_file: Optional[str] = None
         try:
-            for run in self.record["runs"]:
-                if run["status"] in ("completed", "failed"):
-                    continue
-                if self.stop.is_set() or self.halted:
-                    break
-                self.train(run)
-        finally:
-            self.finish()
-
-    def finish(self) -> None:
-        runs = self.record["runs"]
-        self.record["target_accuracy"] = self.target_accuracy()
-        for run in runs:
-            run["time_to_target"] = (target.time_to_target(run["history"], self.record["target_accuracy"])
-                                     if self.record["target_accuracy"] is not None else None)
-        statuses = {r["status"] for r in runs}
-        if self.halted:
-            status = "failed"
-        elif self.stop.is_set() or "stopped" in statuses or "pending" in statuses:
-            status = "stopped"
-        elif statuses == {"failed"}:
-            status = "failed"
-        else:
-            status = "completed"
-        self.record["status"] = status
-        self.save_record()
-        self.listener(ExperimentFinished(str(self.dir), status))
-
-    def target_accuracy(self) -> Optional[float]:
-        if self.p.config.target_accuracy is not None:
-            return self.p.config.target_accuracy
-        bests = [r["best"]["val_accuracy"] for r in self.record["runs"] if r.get("best")]
-        return target.default_target(bests)
-
-    def train(self, run: dict[str, Any]) -> None:
-        """One run, isolated: any error becomes this run's failed status and the next run goes on."""
-        cfg = self.p.config
-        run_dir = self.dir / run_folder(run["batch_size"], run["repeat"], cfg.repeats)
-        run.update(status="running", error=None, started=rec.utc_now(),
-                   device=self.record["environment"]["device"], precision=self.p.precision.label,
-                   tensorboard=run_dir.relative_to(self.dir).as_posix())
-        self.save_record()
-        try:
-            self.fit(run, run_dir)
-            run["status"] = "completed"
+            reason, state_file = self.fit(run, run_dir, until_epoch)
+            outcome = ("completed", reason, None) if reason else ("pending", None, None)
         except (StopRequested, KeyboardInterrupt) as exc:
-            run["status"] = "stopped"
-            run["error"] = str(exc) or "stopped by the user"
             if isinstance(exc, KeyboardInterrupt):
                 self.stop.set()
-        except Exception as exc:  # noqa: BLE001 - one run's failure must not end the experiment
-            run["status"] = "failed"
-            run["error"] = describe_error(exc, self.dir)
-            if is_storage_error(exc):
-                self.halted = exc
-            self.listener(LogMessage("error", f"batch size {run['batch_size']}: {run['error']}"))
+            outcome = ("stopped", "stopped", str(exc) or "stopped by the user")
+        except Diverged as exc:
+            if self.tuning:  # within a learning-rate grid, divergence is what this rate measured
+                outcome = ("completed", "diverged", None)
+            else:
+                outcome = self.failure(run, exc, "diverged")
+        except Exception as exc:  # noqa: BLE001 - one trial's failure must not end the study
+            outcome = self.failure(run, exc, "failed")
         finally:
-            run["finished"] = rec.utc_now()
-            self.save_record()
-            from engine.train.memory import forget_traced_steps, trim_heap  # see there: what a run leaves behind
-
             # One full collection, after both releases: each holds the GIL, so each pauses the window.
             keras.backend.clear_session(free_memory=False)
             forget_traced_steps()
             gc.collect()
-            trim_heap()  # memory is released before listeners hear the run is over
-            self.listener(RunFinished(run["run_index"], run["batch_size"], run["status"], run["error"],
-                                      run["best"], run["checkpoint"], run["epochs_run"]))
+            trim_heap()  # memory is released before listeners hear the segment is over
+        status, reason, error = outcome
+        if status == "pending":
+            self.emit(RunPaused(run["run_index"], run["batch_size"], self._rung(run), run["epochs_run"], state_file))
+        else:
+            self.finish(run, status, reason, error)
 
-    def save_record(self) -> None:
-        """The one place the record is written (a parallel run's child sends it to its parent instead)."""
-        rec.save(self.dir, self.record)
+    def failure(self, run: dict[str, Any], exc: BaseException, reason: str) -> tuple[str, str, str]:
+        """A failed trial: say why in the log; a refused write halts the study (the next would fail too)."""
+        error = describe_error(exc, self.dir)
+        if is_storage_error(exc):
+            self.halted = exc
+        self.emit(LogMessage("error", f"{trial_name(run, self.tuning)}: {error}"))
+        return "failed", reason, error
 
-    def fit(self, run: dict[str, Any], run_dir: Path) -> None:
-        """Train one run inside the placement's scope; on one device that scope adds nothing."""
-        # Outside the scope: it resets the graph that holds the scope. The last run's end collected already.
+    def finish(self, run: dict[str, Any], status: str, reason: str, error: Optional[str],
+               note: Optional[str] = None) -> None:
+        """Seal a trial: its final status, why it stopped, and no saved state left behind."""
+        state = rec.inside(self.dir, run.get("state_file"))
+        if state is not None and state.is_file():
+            state.unlink()
+        if reason == "diverged" and note is None:
+            note = f"diverged at lr {run['lr']:.3g}: the loss became NaN; try a lower learning rate"
+        ended_early = reason not in ("completed", "early_stopped")
+        trial = {"rung": self._rung(run), "stopped_at_rung": self._rung(run) if ended_early else None,
+                 "stop_reason": reason, "note": note}
+        self.emit(RunFinished(run["run_index"], run["batch_size"], status, error, run.get("best"),
+                              run.get("checkpoint"), run.get("epochs_run", 0),
+                              {"finished": rec.utc_now(), "state_file": None, "trial": trial}))
+
+    def fit(self, run: dict[str, Any], run_dir: Path, until_epoch: int) -> tuple[Optional[str], Optional[str]]:
+        """Train inside the placement's scope: (stop reason once the trial is done, else None; the
+        saved state to continue from when it is not done)."""
+        # Outside the scope: it resets the graph that holds the scope. The last segment's end collected already.
         keras.backend.clear_session(free_memory=False)
         with self.placement.scope():
-            self.fit_in_scope(run, run_dir)
+            return self.fit_in_scope(run, run_dir, until_epoch)
 
-    def fit_in_scope(self, run: dict[str, Any], run_dir: Path) -> None:
+    def fit_in_scope(self, run: dict[str, Any], run_dir: Path,
+                     until_epoch: int) -> tuple[Optional[str], Optional[str]]:
         cfg, p = self.p.config, self.p
-        keras.utils.set_random_seed(run["seed"])
+        first_epoch = len(run.get("history") or [])
+        seed = run["seed"]
+        keras.utils.set_random_seed(seed + first_epoch)
         keras.mixed_precision.set_global_policy(p.precision.policy)
-        model = build_seed_cnn(cfg.image_size, len(p.data.report.classes), seed=run["seed"])
-        weights = self.initial_weights(model, run["seed"])
-        run["initial_weights_sha256"] = weights_sha256(model)
-        run["initial_weights_file"] = weights.relative_to(self.dir).as_posix()
-        size = run["batch_size"]
-        lr = plan.scaled_lr(cfg.lr, size, p.reference_batch, cfg.lr_scaling)
-        steps = plan.steps_per_epoch(len(p.train_idx), size)
-        epochs = plan.planned_epochs(cfg.budget, cfg.epochs, size, p.reference_batch, len(p.train_idx))
-        replicas = int(model.distribute_strategy.num_replicas_in_sync)  # what Keras really splits each batch over
-        run.update(lr=lr, steps_per_epoch=steps, epochs_planned=epochs, train_samples=int(len(p.train_idx)),
-                   replicas=replicas, per_replica_batch=-(-size // replicas))
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"], jit_compile=False)  # XLA measured 4x slower on CPU
-        augmenter = build_augmenter(Augmentation(), run["seed"]) if cfg.augment else None
+        updates: dict[str, Any] = {}
+        if first_epoch == 0:
+            model = build_seed_cnn(cfg.image_size, len(p.data.report.classes), seed=seed)
+            weights = self.initial_weights(model, seed)
+            model.compile(optimizer=keras.optimizers.Adam(run["lr"]), loss=keras.losses.SparseCategoricalCrossentropy(),
+                          metrics=["accuracy"], jit_compile=False)  # XLA measured 4x slower on CPU
+            replicas = int(model.distribute_strategy.num_replicas_in_sync)  # what Keras splits each batch over
+            updates = {"initial_weights_sha256": weights_sha256(model),
+                       "initial_weights_file": weights.relative_to(self.dir).as_posix(),
+                       "started": rec.utc_now(), "device": self.record["environment"]["device"],
+                       "precision": p.precision.label, "tensorboard": run_dir.relative_to(self.dir).as_posix(),
+                       "replicas": replicas, "per_replica_batch": -(-run["batch_size"] // replicas),
+                       "trial": {"rung": 0, "stopped_at_rung": None, "stop_reason": None, "note": None}}
+        else:
+            model = keras.saving.load_model(rec.inside(self.dir, run["state_file"]), safe_mode=True)
+        size, steps, epochs = run["batch_size"], run["steps_per_epoch"], run["epochs_planned"]
+        until_epoch = min(until_epoch, epochs)
+        # A continued trial draws a fresh, seeded data order and augmentation (a restart of the same
+        # stream would repeat its first epochs' order).
+        stream_seed = seed if first_epoch == 0 else (seed * 1_000_003 + first_epoch) % 2**31
+        augmenter = build_augmenter(Augmentation(), stream_seed) if cfg.augment else None
         train_ds = self.placement.dataset(make_dataset(p.data.images, p.data.labels, p.train_idx, size,
-                                                       shuffle_seed=run["seed"], augmenter=augmenter))
+                                                       shuffle_seed=stream_seed, augmenter=augmenter))
         val_ds = self.placement.dataset(make_dataset(p.data.images, p.data.labels, p.val_idx, size))
-        noise = self.noise_callback(run, augmenter) if cfg.noise_scale else None
+        noise = self.noise_callback(run, augmenter, stream_seed) if cfg.noise_scale else None
         writer = tf.summary.create_file_writer(str(run_dir))
+        history = run.get("history") or []
         monitor = RunMonitor(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps, epochs=epochs,
-                             listener=self.listener, stop=self.stop,
-                             on_epoch=lambda epoch, logs, seconds, train_seconds: self.end_epoch(
-                                 run, run_dir, model, writer, epoch, logs, seconds, train_seconds, monitor),
+                             listener=self.emit, stop=self.stop,
                              time_budget_s=cfg.budget_seconds if cfg.budget == "time" else None,
                              side_seconds=(lambda: noise.last_seconds) if noise else None)
-        callbacks: list[keras.callbacks.Callback] = [monitor]
+        best = run.get("best")
+        checkpoint = BestCheckpoint(run_dir / CHECKPOINT_NAME, best["val_accuracy"] if best else None)
+        recorder = HistoryRecorder(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps,
+                                   train_samples=int(len(p.train_idx)), previous=history[-1] if history else None,
+                                   monitor=monitor, checkpoint=checkpoint,
+                                   checkpoint_name=(run_dir / CHECKPOINT_NAME).relative_to(self.dir).as_posix(),
+                                   writer=writer, emit=self.emit, best=best)
+        callbacks: list[keras.callbacks.Callback] = [monitor, checkpoint, recorder]
+        patience = PatienceStop(cfg.patience, history) if cfg.patience > 0 else None
+        if patience:
+            callbacks.append(patience)
         if cfg.warmup_epochs > 0:
-            callbacks.append(lr_schedule.WarmupCallback(lr, cfg.warmup_epochs, steps))
-        if cfg.patience > 0:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                                           patience=cfg.patience, restore_best_weights=True))
+            done = history[-1]["steps"] if history else 0
+            callbacks.append(WarmupCallback(run["lr"], cfg.warmup_epochs, steps, initial_step=done))
         if noise:
             callbacks.insert(0, noise)  # first: it adds the noise scale to the logs the others read
-        self.listener(RunStarted(run["run_index"], size, run["repeat"], run["seed"], epochs, steps,
-                                 int(len(p.train_idx)), lr))
-        self.save_record()
+        self.emit(RunStarted(run["run_index"], size, run["repeat"], seed, epochs, steps, int(len(p.train_idx)),
+                             run["lr"], first_epoch, updates))
         try:
-            model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
-                      callbacks=callbacks)  # tf.data reshuffles every epoch itself
+            model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch, epochs=until_epoch, verbose=0,
+                      shuffle=False, callbacks=callbacks)  # tf.data reshuffles every epoch itself
         finally:
             writer.close()
+        if patience and patience.stopped:
+            return "early_stopped", None
+        if monitor.out_of_time or until_epoch >= epochs:
+            return "completed", None
+        state = run_dir / STATE_NAME
+        atomic.write_with_suffix(state, model.save, ".keras")
+        return None, state.relative_to(self.dir).as_posix()
 
-    def noise_callback(self, run: dict[str, Any], augmenter: Any) -> Optional[keras.callbacks.Callback]:
+    def noise_callback(self, run: dict[str, Any], augmenter: Any, seed: int) -> Optional[keras.callbacks.Callback]:
         """The noise-scale estimator on its own dataset object (drawing from fit's would change the
         order fit sees), with k as large as one pass of full batches allows, up to 8."""
         from engine.train.noise_scale import NoiseScaleCallback
@@ -200,15 +203,15 @@ class Experiment:
         p, size = self.p, run["batch_size"]
         full_batches = len(p.train_idx) // size
         if full_batches < 2:
-            self.listener(LogMessage("warning", f"batch size {size}: no noise scale, it needs at least 2 full "
-                                                f"batches of training data per epoch (there are {full_batches})"))
+            self.emit(LogMessage("warning", f"batch size {size}: no noise scale, it needs at least 2 full "
+                                            f"batches of training data per epoch (there are {full_batches})"))
             return None
-        dataset = make_dataset(p.data.images, p.data.labels, p.train_idx, size, shuffle_seed=run["seed"] + 1,
+        dataset = make_dataset(p.data.images, p.data.labels, p.train_idx, size, shuffle_seed=seed + 1,
                                augmenter=augmenter)
         return NoiseScaleCallback(self.placement.dataset(dataset), batch_size=size, k=min(8, full_batches))
 
     def initial_weights(self, model: keras.Model, seed: int) -> Path:
-        """Save the first build's weights per seed; every later run loads exactly those."""
+        """Save the first build's weights per seed; every later trial of that seed loads exactly those."""
         path = self.dir / "initial" / f"seed{seed}.weights.h5"
         if path.exists():
             model.load_weights(path)
@@ -216,60 +219,19 @@ class Experiment:
             atomic.write_with_suffix(path, model.save_weights, ".weights.h5")
         return path
 
-    def end_epoch(self, run: dict[str, Any], run_dir: Path, model: keras.Model, writer: Any, epoch: int,
-                  logs: dict[str, Any], seconds: float, train_seconds: float, monitor: RunMonitor) -> None:
-        """Record the epoch, save the best checkpoint atomically, log scalars, tell the listener."""
-        history = run["history"]
-        prev = history[-1] if history else {"steps": 0, "samples": 0, "elapsed": 0.0}
-        samples = int(len(self.p.train_idx))
-        steps = run["steps_per_epoch"]
-        if monitor.out_of_time:  # the last epoch was cut short by the time budget
-            steps = int(model.optimizer.iterations.numpy()) - prev["steps"]
-            samples = min(samples, steps * run["batch_size"])
-        entry = {
-            "epoch": epoch,
-            "loss": rec.clean_number(float(logs.get("loss", float("nan")))),
-            "accuracy": rec.clean_number(float(logs.get("accuracy", float("nan")))),
-            "val_loss": rec.clean_number(float(logs.get("val_loss", float("nan")))),
-            "val_accuracy": rec.clean_number(float(logs.get("val_accuracy", float("nan")))),
-            "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
-            "steps": prev["steps"] + steps,
-            "samples": prev["samples"] + samples,
-            "seconds": round(seconds, 4),
-            "elapsed": round(prev["elapsed"] + seconds, 4),
-            "images_per_s": round(samples / train_seconds, 2) if train_seconds > 0 else None,
-        }
-        for key in ("noise_scale", "gns_trace", "gns_grad_sq"):
-            if key in logs:
-                entry[key] = rec.clean_number(float(logs[key]))
-        history.append(entry)
-        best = run["best"]
-        improved = entry["val_accuracy"] is not None and (best is None or entry["val_accuracy"] > best["val_accuracy"])
-        if improved:
-            checkpoint = run_dir / CHECKPOINT_NAME
-            atomic.write_with_suffix(checkpoint, lambda path: save_for_inference(model, path), ".keras")
-            run["best"] = {"epoch": epoch, "val_accuracy": entry["val_accuracy"], "val_loss": entry["val_loss"]}
-            run["checkpoint"] = checkpoint.relative_to(self.dir).as_posix()
-            run["checkpoint_sha256"] = file_sha256(checkpoint)
-        run["epochs_run"] = len(history)
-        run["seconds_per_epoch"] = round(sum(h["seconds"] for h in history) / len(history), 4)
-        rates = [h["images_per_s"] for h in history if h["images_per_s"]]
-        run["images_per_s"] = round(sum(rates) / len(rates), 2) if rates else None
-        with writer.as_default(step=epoch):
-            for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "images_per_s", "noise_scale"):
-                if entry.get(key) is not None:
-                    tf.summary.scalar(key, entry[key])
-        writer.flush()
-        self.save_record()
-        now = time.perf_counter()
-        self.listener(EpochEnded(run["run_index"], run["batch_size"], dict(entry), run["best"]["val_accuracy"]
-                                 if run["best"] else float("nan"), run["best"]["epoch"] if run["best"] else 0,
-                                 entry["images_per_s"] or 0.0, monitor.eta_s(now), improved))
+    def _lrs_per_batch(self) -> int:
+        lrs = (self.record.get("tuning") or {}).get("lrs") or {}
+        return max((len(v) for v in lrs.values()), default=1)
+
+    def _rung(self, run: dict[str, Any]) -> int:
+        """The rung a trial is in: the first whose end it has not passed."""
+        ends = ((self.record.get("tuning") or {}).get("rungs") or {}).get(str(run["batch_size"])) or [0]
+        return next((k for k, end in enumerate(ends) if run.get("epochs_run", 0) <= end), len(ends) - 1)
 
 
-def run_folder(batch_size: int, repeat: int, repeats: int) -> str:
-    """``bs32`` (or ``bs32-r2`` with repeats): one TensorBoard run per batch size."""
-    return f"bs{batch_size}" if repeats == 1 else f"bs{batch_size}-r{repeat + 1}"
+def trial_name(run: dict[str, Any], tuning: bool) -> str:
+    """'batch size 32', with its learning rate when a batch size is tried at several."""
+    return f"batch size {run['batch_size']}" + (f" at lr {run['lr']:.3g}" if tuning else "")
 
 
 def is_storage_error(exc: BaseException) -> bool:
