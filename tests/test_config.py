@@ -276,10 +276,12 @@ def test_a_bad_file_on_the_command_line_is_one_line(tmp_path):
 
 
 def test_printed_commands_follow_how_batchlab_was_started(capsys):
-    assert program_name("/home/u/batchlab/main.py") == "main.py"
+    assert program_name("main.py") == "main.py" and program_name("../lab/main.py") == "../lab/main.py"
     assert program_name("/home/u/.venv/bin/batchlab") == "batchlab"
     assert program_name("/x/engine/cli/__main__.py") == "python -m engine.cli"
+    assert program_name("/venv/lib/pytest/__main__.py") == "main.py"  # someone else's launcher: the checkout's
     assert command("main.py", "run", "--resume", "/tmp/ü out/x") == "python main.py run --resume '/tmp/ü out/x'"
+    assert command("../my lab/main.py", "run") == "python '../my lab/main.py' run"
     assert command("batchlab", "run", "--resume", "a b") == "batchlab run --resume 'a b'"
     assert shlex.split(command("main.py", "run", "--resume", "it's ü"))[-1] == "it's ü"
     assert help_text("run", capsys=capsys, prog="batchlab").startswith("usage: batchlab run DATA")
@@ -315,7 +317,7 @@ def test_the_demo_trains_at_its_size_by_default_and_a_stopped_run_prints_its_res
     demo = generate_demo_data(tmp_path / "data", per_class=6)
     out = tmp_path / "ü out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run", str(demo), "--batch-sizes", "2",
+    process = subprocess.Popen([sys.executable, "main.py", "run", str(demo), "--batch-sizes", "2",
                                 "--epochs", "40", "--patience", "0", "--precision", "fp32", "--out", str(out)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines = []

@@ -38,12 +38,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def program_name(argv0: str) -> str:
-    """How the user started BatchLab, for usage lines and printed commands: ``main.py`` from a checkout,
+    """How the user started BatchLab, for printed commands: the ``main.py`` path as typed from a checkout,
     ``batchlab`` when installed, ``python -m engine.cli`` as a child process does."""
     path = Path(argv0)
-    if path.name == "__main__.py":
-        return f"python -m {'engine.cli' if path.parent.name == 'cli' else path.parent.name}"
-    return "batchlab" if path.name == "batchlab" else "main.py"
+    if path.name == "__main__.py" and path.parent.name in ("cli", "batchlab"):
+        return "python -m engine.cli" if path.parent.name == "cli" else "python -m batchlab"
+    if path.name == "batchlab":
+        return "batchlab"
+    return argv0 if path.name == "main.py" else "main.py"
 
 
 def command(program: str, *args: str) -> str:

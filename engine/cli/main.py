@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from engine import exit_codes
@@ -33,7 +34,9 @@ def build_parser(measure_window: Optional[Callable[..., Any]] = None, prog: str 
 def main(argv: Optional[Sequence[str]] = None, measure_window: Optional[Callable[..., Any]] = None,
          prog: Optional[str] = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser(measure_window, prog or program_name(sys.argv[0]))
+    started = prog or program_name(sys.argv[0])
+    parser = build_parser(measure_window, Path(started).name if started.endswith(".py") else started)
+    parser.set_defaults(program=started)  # printed commands repeat the path as typed
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
