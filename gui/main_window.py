@@ -42,7 +42,7 @@ from engine.record.state import apply_event
 from engine.record.runs import best_run
 from engine.scale.cluster import run_cluster_chief
 from engine.stop import StopToken
-from gui import settings_store
+from gui import settings_file, settings_store
 from gui.advice_panel import AdvicePanel
 from gui.curves import PLOTS, CurvesView
 from gui.data_panel import DataPanel, Scan
@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         for action in (self.choose_data_action, self.open_action, self.reuse_action):
             file_menu.addAction(action)
+        self.settings_actions = settings_file.add_actions(self, file_menu)  # Load / Save settings… (TOML)
         file_menu.addSeparator()
         file_menu.addAction(self.export_action)
         self.save_plot_menu = file_menu.addMenu("Save plot")
@@ -550,7 +551,8 @@ class MainWindow(QMainWindow):
         if self.probe_dialog is not None and self.probe_dialog.isVisible():
             self.probe_dialog.raise_()
             return
-        self.probe_dialog = ProbeDialog(self.data_panel.folder(), self.settings_panel.image_size.value(),
+        folder = self.data_panel.folder()
+        self.probe_dialog = ProbeDialog(folder, self.settings_panel.image_size_for(folder),
                                         str(self.record_dir) if self.record_dir else None, self)
         self.probe_dialog.probed.connect(self._on_probed)
         self.probe_dialog.open()
@@ -682,6 +684,7 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         running = self.worker is not None
+        self.settings_panel.set_locked(running)
         self.settings_panel.set_train_count(self.data_panel.train_count)
         problems = self.start_problems()
         self.start_action.setEnabled(not problems)

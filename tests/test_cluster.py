@@ -42,7 +42,9 @@ def test_worker_arguments_reproduce_the_config_exactly() -> None:
                               image_size=96, val_split=0.2, lr=0.0003, seed=5, augment=False, out="/srv/ckpt",
                               precision="fp32", lr_scaling="sqrt", lr_reference_batch=64, warmup_epochs=1.5,
                               budget="steps", repeats=2, target_accuracy=0.8, name="night run",
-                              devices=["GPU:0", "GPU:1"])
+                              devices=["GPU:0", "GPU:1"], lrs=[0.001, 0.003], tune="halving", halving_eta=2,
+                              model="mobilenetv3small", weights="imagenet", freeze_backbone=True,
+                              fine_tune_from="expanded_conv_6")
     for index in (0, 1):
         args = build_parser().parse_args(worker_arguments(config, cluster, index))
         assert (args.cluster, args.index) == (cluster, index)
@@ -53,6 +55,7 @@ def test_worker_arguments_reproduce_the_config_exactly() -> None:
                                                    "--index", "1"]
     assert worker_command(config, cluster, 1).startswith("python main.py worker /data/flowers --batch-sizes 64 256")
     assert "--name 'night run'" in worker_command(config, cluster, 1)
+    assert "--image-size" not in worker_arguments(plain, cluster, 0)  # auto: each machine resolves it alike
 
 
 def start_worker(config: ExperimentConfig, cluster: list[str], index: int, folder: Path) -> subprocess.Popen:

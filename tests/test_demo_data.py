@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,34 @@ def test_bad_settings_are_refused_with_the_setting_named(
     with pytest.raises(ValueError, match=f"demo data {label}"):
         make(tmp_path, **{setting: value})
     assert not (tmp_path / DEMO_NAME).exists()
+
+
+def test_the_manifest_recommends_the_size_the_demo_learns_at(tmp_path: Path) -> None:
+    root = make(tmp_path)
+    manifest = json.loads((root / demo_data.MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest["recommended"] == {"image_size": demo_data.DEMO_IMAGE_SIZE} and manifest["per_class"] == PER_CLASS
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_in_a_log_has_no_carriage_returns_or_padding() -> None:
+    from engine.cli.data import DemoProgress
+
+    log = io.StringIO()
+    progress = DemoProgress(log)
+    for done in range(1, 101):
+        progress(done, 100)
+    progress.finish("demo data set ready: data/shapes")
+    lines = log.getvalue().split("\n")
+    assert lines == [f"writing demo images {n}/100" for n in range(10, 101, 10)] + \
+        ["demo data set ready: data/shapes", ""]
+    terminal = _Terminal()
+    progress = DemoProgress(terminal)
+    for done in range(1, 101):
+        progress(done, 100)
+    progress.finish("demo data set ready: data/shapes")
+    assert terminal.getvalue() == "\rwriting demo images 50/100\rwriting demo images 100/100\r\033[K" \
+                                  "demo data set ready: data/shapes\n"

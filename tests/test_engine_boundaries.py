@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_engine_module_imports_without_qt():
     """Import every module under engine/ in a fresh process: none may pull in Qt or pyqtgraph."""
     code = ("import importlib, pkgutil, sys, engine\n"
-            "names = [m.name for m in pkgutil.walk_packages(engine.__path__, 'engine.') if not m.name.endswith('__main__')]\n"
+            "names = [m.name for m in pkgutil.walk_packages(engine.__path__, 'engine.')\n"
+            "         if not m.name.endswith('__main__')]\n"
             "for name in names: importlib.import_module(name)\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6', 'gui'))\n"
             "print(len(names), bad); sys.exit(1 if bad or len(names) < 40 else 0)")
@@ -37,12 +38,21 @@ def test_import_contracts_hold():
     ({"batch_sizes": []}, "batch sizes: give at least one"),
     ({"batch_sizes": [32, 0]}, "batch sizes: 0 is not a positive whole number"),
     ({"batch_sizes": [32, 32, 8]}, "batch sizes: 32 given more than once"),
-    ({"epochs": 0}, "epochs: 0 must be a whole number at least 1"),
+    ({"epochs": 0}, "epochs: 0 must be a whole number between 1 and 100000"),
     ({"val_split": 1.0}, "validation split: 1.0 must be between 0 and 1"),
     ({"lr": -1.0}, "learning rate: -1.0 must be positive"),
     ({"image_size": 8}, "image size: 8 must be a whole number between 16 and 1024"),
     ({"budget": "time"}, "budget: 'time' needs a positive number of seconds"),
     ({"precision": "fp8"}, "precision: 'fp8' is not one of auto, fp32, mixed"),
+    ({"lrs": [0.001, 0.01], "lr_grid": 3}, "learning rates: give explicit learning rates or an lr grid above 1"),
+    ({"tune": "halving", "budget": "time", "budget_seconds": 60.0, "lr_grid": 3},
+     "tuning: halving needs an epochs or steps budget"),
+    ({"lr_grid": 10}, "lr grid: 10 must be a whole number between 1 and 9"),
+    ({"lr_grid_factor": 1.0}, "grid factor: 1.0 must be more than 1"),
+    ({"halving_eta": 1}, "halving eta: 1 must be a whole number between 2 and 100"),
+    ({"model": "vgg16"}, "model: 'vgg16' is neither a built-in model"),
+    ({"weights": "imagenet"}, "weights: 'imagenet' needs a Keras Applications backbone"),
+    ({"model": "resnet50", "image_size": 24}, "image size: 24 px is below resnet50's minimum of 32 px; use 224"),
 ])
 def test_bad_settings_name_the_setting(overrides, message):
     values = {"data_dir": "x", "batch_sizes": [32]}
@@ -76,7 +86,9 @@ def test_split_leaving_a_class_without_validation_is_refused(tmp_path):
 
 def test_bad_batch_size_on_the_command_line(tmp_path):
     done = run_cli("run", str(tmp_path), "--batch-sizes", "32", "x")
-    assert done.returncode == 2 and "'x' is not a whole number" in done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: argument --batch-sizes: 'x' is not a positive whole number; type e.g. 32 256")
+    assert done.stderr.rstrip().endswith("(see: main.py run --help)")
 
 
 def test_check_lists_the_skipped_files_before_a_fatal_class_error(tmp_path):

@@ -8,6 +8,8 @@ skipped to keep these tests fast. tests/test_gui_engine.py runs the real engine.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import html
 import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -204,7 +206,7 @@ def test_settings_are_remembered_between_launches(qtbot, make_window, images):
 def test_a_fresh_window_has_the_seed_notebook_defaults_and_shortcuts(qtbot, make_window, images):
     window = make_window(data_dir=images)
     config = window.settings_panel.config("d", "o")
-    assert (config.batch_sizes, config.epochs, config.patience, config.image_size) == ([32, 256], 50, 5, 150)
+    assert config == ExperimentConfig("d", [32, 256], out="o")  # the config's own defaults, image size auto
     actions = (window.start_action, window.stop_action, window.open_action)
     shortcuts = {action.text(): action.shortcut().toString() for action in actions}
     assert shortcuts == {"Start": "Ctrl+R", "Stop": "Ctrl+.", "Open experiment…": "Ctrl+O"}
@@ -478,7 +480,7 @@ def test_devices_and_parallel_are_settings_that_are_remembered(qtbot, make_windo
     ready(qtbot, first)
     panel = first.settings_panel
     panel.devices.setText("gpu0")
-    assert "Devices: 'GPU0' is not a device name like GPU:0 or CPU:0" in panel.devices_message.text()
+    assert "Devices: 'gpu0' is not a device name like GPU:0 or CPU:0" in panel.devices_message.text()
     assert not first.start_action.isEnabled()
     panel.devices.setText("GPU:0, GPU:0")
     assert "GPU:0 given more than once" in panel.devices_message.text()
@@ -536,3 +538,169 @@ def test_probe_throughput_opens_on_the_chosen_data(qtbot, make_window, images):
     assert dialog.isVisible()
     assert (dialog.data_dir, dialog.image_size, dialog.experiment_dir) == (str(images), 48, None)
     dialog.reject()
+
+
+# -- the settings panel, generated from the config's setting definitions --------------------------
+
+def every_setting_changed() -> ExperimentConfig:
+    return ExperimentConfig(
+        data_dir="d", batch_sizes=[8, 64], epochs=7, patience=0, image_size=48, val_split=0.2, lr=0.0003, seed=9,
+        augment=False, out="o", precision="fp32", lr_scaling="sqrt", lr_reference_batch=16, warmup_epochs=1.5,
+        budget="steps", budget_seconds=90.0, repeats=2, target_accuracy=0.8, noise_scale=True, name="n",
+        devices=["CPU:0"], parallel=True, lr_grid=1, lr_grid_factor=2.5, lrs=[0.001, 0.003], tune="halving",
+        halving_eta=2, model="resnet50", weights="imagenet", freeze_backbone=True,
+        fine_tune_from="conv5_block1_out").validate()
+
+
+def test_the_panel_has_a_widget_per_setting_and_gives_back_the_config_it_was_given(qtbot):
+    from PySide6.QtWidgets import QDoubleSpinBox, QSpinBox
+
+    from engine.config import DEFAULTS, OPTIONAL, SETTINGS
+    from gui.settings_panel import HIDDEN, SettingsPanel
+
+    panel = SettingsPanel()
+    qtbot.addWidget(panel)
+    assert set(panel.editors) == set(SETTINGS) - set(HIDDEN)
+    for name, editor in panel.editors.items():
+        spec = SETTINGS[name]
+        assert editor.toolTip() == spec.help and getattr(panel, name) is editor, name
+        if isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+            scale = 100 if spec.percent else 1
+            assert editor.maximum() <= spec.high * scale, name
+            if name in OPTIONAL:
+                assert editor.specialValueText() == spec.none_text and editor.minimum() < spec.low * scale + 1, name
+    assert panel.image_size.text() == "auto" and panel.target_accuracy.text() == "auto (95 % of the best)"
+    assert panel.val_split.suffix() == " %" and panel.patience.maximum() == 100_000
+    assert panel.config("d", "o") == ExperimentConfig("d", [32, 256], out="o")  # the specs' defaults
+    assert (panel.epochs.value(), panel.lr.text()) == (DEFAULTS["epochs"], str(DEFAULTS["lr"]))
+    config = every_setting_changed()
+    panel.set_config(config)
+    assert panel.problems() == []
+    assert panel.config("d", "o") == config
+    panel.set_config(ExperimentConfig("d", [4], image_size=None, target_accuracy=None, budget_seconds=None))
+    assert panel.config("d", "o") == ExperimentConfig("d", [4], out="o")
+
+
+def test_the_panel_shows_every_problem_at_once(qtbot):
+    from gui.settings_panel import SettingsPanel
+
+    panel = SettingsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.batch_sizes.setText("32, abc")
+    panel.lr.setText("fast")
+    panel.lrs.setText("0.001 0.01")
+    panel.lr_grid.setValue(3)
+    panel.budget.setCurrentIndex(panel.budget.findData("time"))
+    assert panel.problems() == [
+        "Batch sizes: 'abc' is not a positive whole number; type e.g. 32 256 or 32,256",
+        "Learning rate: 'fast' is not a number (e.g. 0.001 or 1e-3)",
+        "Budget: 'time' needs a positive number of seconds per run (the time budget)",
+        "Learning rates: give explicit learning rates or an lr grid above 1 (it is 3), not both",
+    ]
+    assert [panel.sections[title].toggle.text() for title in ("Study", "Model", "Advanced")] == [
+        "Study (1 to fix)", "Model", "Advanced (1 to fix)"]  # closed sections say they hold a problem
+    for section in panel.sections.values():
+        section.toggle.setChecked(True)
+    for name, label in (("batch_sizes", "Batch sizes"), ("lr", "Learning rate"), ("budget", "Budget"),
+                        ("lrs", "Learning rates")):
+        assert panel.messages[name].isVisible() and panel.messages[name].text().startswith(label + ":")
+    panel.batch_sizes.setText("32,256")
+    assert not panel.messages["batch_sizes"].isVisible() and len(panel.problems()) == 3
+
+
+def test_start_lists_every_problem_and_training_locks_the_settings(qtbot, make_window, images):
+    window = make_window(run=ScriptedEngine(epochs=5, hold_after=1), data_dir=images)
+    ready(qtbot, window)
+    panel = window.settings_panel
+    panel.batch_sizes.setText("abc")
+    panel.lr.setText("fast")
+    tip = window.start_action.toolTip()
+    assert "'abc' is not a positive whole number" in tip and "'fast' is not a number" in tip
+    panel.batch_sizes.setText("8")
+    panel.lr.setText("1e-3")
+    load_action, _save_action = window.settings_actions
+    assert not panel.is_locked() and load_action.isEnabled()
+    window.start_action.trigger()
+    qtbot.waitUntil(lambda: window.record is not None)
+    assert panel.is_locked() and not load_action.isEnabled()
+    assert not any(editor.isEnabled() for editor in panel.editors.values()) and not panel.cluster.isEnabled()
+    window.stop_action.trigger()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=10_000)
+    assert not panel.is_locked() and panel.epochs.isEnabled() and load_action.isEnabled()
+    assert not panel.budget_seconds.isEnabled()  # still greyed out: it matters only for the time budget
+
+
+def test_set_locked_disables_and_restores_every_setting(qtbot):
+    from gui.settings_panel import SettingsPanel
+
+    panel = SettingsPanel()
+    qtbot.addWidget(panel)
+    enabled = {name: editor.isEnabled() for name, editor in panel.editors.items()}
+    seen: list[bool] = []
+    panel.lock_changed.connect(seen.append)
+    panel.set_locked(True)
+    assert not any(editor.isEnabled() for editor in panel.editors.values())
+    panel.set_locked(False)
+    assert {name: editor.isEnabled() for name, editor in panel.editors.items()} == enabled
+    assert seen == [True, False] and enabled["epochs"] and not enabled["halving_eta"]  # eta: halving only
+
+
+def test_the_model_picker_offers_a_keras_file_and_the_backbone_size(qtbot, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    from engine.config import MODEL_NAMES
+    from gui.settings_panel import OWN_MODEL, SettingsPanel
+
+    panel = SettingsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.sections["Model"].toggle.setChecked(True)
+    assert [panel.model.itemText(i) for i in range(panel.model.count())] == [*MODEL_NAMES, OWN_MODEL]
+    answers = iter([(str(tmp_path / "mine.keras"), ""), ("", "")])
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: next(answers))
+    own = panel.model.findText(OWN_MODEL)
+    panel.model.setCurrentIndex(own)
+    panel.model.activated.emit(own)
+    assert panel.config("d", "o").model == str(tmp_path / "mine.keras")
+    own = panel.model.findText(OWN_MODEL)
+    panel.model.setCurrentIndex(own)
+    panel.model.activated.emit(own)  # dialog cancelled: the file chosen before stays
+    assert panel.config("d", "o").model == str(tmp_path / "mine.keras")
+
+    assert not panel.suggestion.isVisible()
+    panel.model.set_value("mobilenetv3small")
+    assert panel.image_size.text() == "auto" and panel.suggestion.isVisible()
+    assert panel.suggestion.text() == ("mobilenetv3small was made for 224 px images and needs at least 32 px; the "
+                                       "image size is auto.")
+    assert panel.freeze_backbone.isEnabled()
+    panel.use_native.click()
+    assert panel.config("d", "o").image_size == 224 and not panel.suggestion.isVisible()
+    panel.model.set_value("seed")
+    assert not panel.freeze_backbone.isEnabled() and not panel.suggestion.isVisible()
+
+
+def test_settings_files_load_and_save_the_same_toml_as_the_command_line(qtbot, make_window, images, tmp_path):
+    from engine.config_file import read_config, write_config
+    from gui.settings_file import load_settings, save_settings
+
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    config = dataclasses.replace(every_setting_changed(), data_dir=str(images), out=str(window.checkpoints))
+    window.settings_panel.set_config(config)
+    path = tmp_path / "my settings.toml"
+    assert save_settings(window, str(path))
+    assert read_config(path) == config  # what `run --config` would train
+
+    other = tmp_path / "other.toml"
+    write_config(ExperimentConfig(str(images), [4, 16], epochs=3), other)
+    assert load_settings(window, str(other))
+    assert window.settings_panel.config(str(images), "o") == ExperimentConfig(str(images), [4, 16], epochs=3, out="o")
+    assert any("Settings loaded from" in line for line in window.log.lines())
+
+    other.write_text("epochs = 'many'\n", encoding="utf-8")
+    assert not load_settings(window, str(other))
+    assert f"{other}: epochs: 'many' is not a whole number" in html.unescape(window.notice.text())
+    window.settings_panel.batch_sizes.setText("x")
+    assert not save_settings(window, str(tmp_path / "refused.toml"))
+    assert "not saved" in window.notice.text() and not (tmp_path / "refused.toml").exists()

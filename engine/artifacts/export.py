@@ -35,7 +35,7 @@ TOLERANCE = 1e-3
 """Largest probability difference accepted: float32 runtimes differ by ~1e-6, a wrong export by far more."""
 PREPROCESSING = ("None outside the model: give raw RGB pixel values 0-255 as float32, NHWC, resized (squashed, "
                  "bilinear) to the input size; the model divides by 255 itself (its first layer is Rescaling(1/255)).")
-INSTALL_HINT = "pip install 'batchlab[export]'"
+INSTALL_HINT = 'pip install -e ".[export]"'  # the README's form, from the checkout
 
 Log = Callable[[str], None]
 

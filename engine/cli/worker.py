@@ -27,12 +27,18 @@ from engine.scale.cluster import check_addresses
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     worker = subparsers.add_parser(
-        "worker", help="train as one machine of a cluster (start one per machine, chief first in --cluster)")
-    worker.add_argument("data", nargs="?", help="folder with one sub-folder per class (the same on every machine)")
+        "worker", help="train as one machine of a cluster (start one per machine, chief first in --cluster)",
+        usage="%(prog)s DATA --batch-sizes N [N ...] --cluster HOST:PORT [HOST:PORT ...] --index N [options]",
+        description="One machine of a multi-machine experiment: every machine runs the same settings on the same "
+                    "data, each batch split over all of them. The chief (--index 0) "
+                    "writes the record; the others train into a temporary folder.")
     add_run_arguments(worker)
-    worker.add_argument("--cluster", nargs="+", metavar="HOST:PORT",
-                        help="every machine's address, the chief first; writes TF_CONFIG (default: TF_CONFIG)")
-    worker.add_argument("--index", type=int, default=None, help="this machine's place in --cluster (0: the chief)")
+    machines = worker.add_argument_group("cluster")
+    machines.add_argument("--cluster", nargs="+", metavar="HOST:PORT",
+                          help="every machine's address, the chief first; written to TF_CONFIG (default: the "
+                               "TF_CONFIG environment variable)")
+    machines.add_argument("--index", type=int, default=None,
+                          help="this machine's place in --cluster (0: the chief)")
     worker.add_argument("--events", action="store_true", help=argparse.SUPPRESS)  # for the window: events as JSON lines
     worker.set_defaults(handler=cmd_worker)
 
@@ -104,9 +110,9 @@ def stop_after_failure(listener: Any, stop: Any) -> Any:
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.resume:
         raise ConfigError("--resume: not available for a worker; start the cluster's experiment again")
-    if args.parallel:
-        raise ConfigError("--parallel: not available for a worker (each batch is split over the cluster)")
     config: ExperimentConfig = config_from_args(args)
+    if config.parallel:
+        raise ConfigError("--parallel: not available for a worker (each batch is split over the cluster)")
     role = cluster_role(args.cluster, args.index)
     pin_devices(config.devices)
     config = dataclasses.replace(config, devices=None)  # the worker uses every device it was given

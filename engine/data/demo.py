@@ -3,8 +3,9 @@
 No data set can be downloaded, so the app draws its own. The task is tuned so the default
 CNN needs several epochs to learn it (random colour, size, position and rotation over
 gradients, stray lines, specks and pixel noise) yet passes 90% validation accuracy on a CPU
-in minutes when trained at DEMO_IMAGE_SIZE, which makes the batch-size comparison visible. Harder variants tried (outlined
-shapes, bright or mixed backgrounds) left the seed CNN at chance for many epochs.
+in minutes when trained at DEMO_IMAGE_SIZE, which makes the batch-size comparison visible.
+Harder variants tried (outlined shapes, bright or mixed backgrounds) left the seed CNN at
+chance for many epochs. The manifest recommends DEMO_IMAGE_SIZE, so ``image_size`` auto uses it.
 
 Every image comes from its own generator seeded by ``(seed, class, index)``, so the bytes
 are the same on every run and image ``n`` does not depend on ``per_class``.
@@ -63,7 +64,8 @@ def generate_demo_data(
 
     target = Path(dest_root) / DEMO_NAME
     settings = _settings(per_class, image_size, seed)
-    if not force and _read_manifest(target) == settings and demo_data_exists(dest_root):
+    manifest = read_manifest(target) or {}
+    if not force and {k: manifest.get(k) for k in settings} == settings and demo_data_exists(dest_root):
         return target
 
     total = per_class * len(CLASSES)
@@ -78,14 +80,15 @@ def generate_demo_data(
                 done += 1
                 if progress is not None:
                     progress(done, total)
-        write_json(tmp / MANIFEST_NAME, settings)  # last: its presence means every image is there
+        # Last: its presence means every image is there. "recommended" is what ``image_size`` auto trains at.
+        write_json(tmp / MANIFEST_NAME, {**settings, "recommended": {"image_size": DEMO_IMAGE_SIZE}})
     return target
 
 
 def demo_data_exists(dest_root: Path | str = "data") -> bool:
     """True when ``dest_root/shapes`` holds a finished set: manifest present and every image on disk."""
     target = Path(dest_root) / DEMO_NAME
-    manifest = _read_manifest(target)
+    manifest = read_manifest(target)
     if manifest is None:
         return False
     per_class = manifest.get("per_class")
@@ -136,7 +139,8 @@ def _settings(per_class: int, image_size: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _read_manifest(target: Path) -> Optional[dict[str, Any]]:
+def read_manifest(target: Path) -> Optional[dict[str, Any]]:
+    """The manifest of the demo set in ``target``, or None when there is none (or it is unreadable)."""
     try:
         data = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from engine import exit_codes
-from engine.config import ConfigError, ExperimentConfig
+from engine.config import ConfigError, ExperimentConfig, command_line
 from engine.events import ExperimentStarted, Listener, LogMessage, event_from_message, ignore, read_message
 from engine.stop import StopRequested, StopToken
 
@@ -61,26 +61,11 @@ def worker_arguments(config: ExperimentConfig, cluster: Sequence[str], index: in
     """``main.py`` arguments that make machine ``index`` train exactly ``config``.
 
     Every machine of a cluster must run the same settings, so they come from one config
-    rather than being typed again; settings left at their defaults are not repeated.
+    rather than being typed again; settings left at their defaults are not repeated, and
+    only the chief is told where to keep files.
     """
-    defaults = ExperimentConfig(data_dir="", batch_sizes=[1])
-    args = ["worker", config.data_dir, "--batch-sizes", *map(str, config.batch_sizes)]
-    for field in dataclasses.fields(config):
-        name, value = field.name, getattr(config, field.name)
-        if name in ("data_dir", "batch_sizes") or value == getattr(defaults, name):
-            continue
-        if name == "out" and index != 0:
-            continue  # only the chief keeps files
-        flag = "--" + name.replace("_", "-")
-        if name == "augment":
-            args.append("--no-augment")
-        elif isinstance(value, bool):
-            args.append(flag)
-        elif isinstance(value, list):
-            args += [flag, *map(str, value)]
-        else:
-            args += [flag, str(value)]
-    return args + ["--cluster", *cluster, "--index", str(index)]
+    omit = () if index == 0 else ("out",)
+    return ["worker", *command_line(config, omit), "--cluster", *cluster, "--index", str(index)]
 
 
 def worker_command(config: ExperimentConfig, cluster: Sequence[str], index: int) -> str:
@@ -123,7 +108,8 @@ def run_cluster_chief(config: ExperimentConfig, listener: Listener = ignore, sto
         if stop.is_set():
             raise StopRequested()
         raise RuntimeError(f"the chief process exited with code {code} before training: {chief.last_line()}")
-    if code not in (exit_codes.OK, exit_codes.FAILED, exit_codes.STOPPED):  # crashed: the record holds what was done, say why it ended
+    if code not in (exit_codes.OK, exit_codes.FAILED, exit_codes.STOPPED):
+        # crashed: the record holds what was done, say why it ended
         listener(LogMessage("error", f"the chief process exited with code {code}: {chief.last_line()}"))
     return Path(experiment_dir)
 
