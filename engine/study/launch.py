@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from engine import __version__
 from engine.config import ExperimentConfig
+from engine.config_file import write_config
 from engine.data.pipeline import Augmentation
 from engine.data.split import split_digest
 from engine.events import Listener, ignore
@@ -29,6 +30,9 @@ from engine.train.devices import describe
 from engine.train.placement import Placement
 from engine.train.prepare import Prepared, prepare
 from engine.study.study import Study, study_plan
+
+
+CONFIG_NAME = "config.toml"
 
 
 def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
@@ -46,6 +50,7 @@ def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
     experiment_dir = create_experiment_dir(Path(config.out), config)
     record = new_record(prepared, experiment_dir)
     record["environment"]["distribution"] = placement.to_record()
+    write_config(prepared.config, experiment_dir / CONFIG_NAME)  # run --config repeats the experiment exactly
     rec.save(experiment_dir, record)
     make_study(placement, prepared, experiment_dir, record, listener, stop).run()
     return experiment_dir
