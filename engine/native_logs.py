@@ -19,7 +19,6 @@ failed`` line is never lost with the noise.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import importlib.util
 import os
 import re
@@ -152,7 +151,7 @@ def _flush_stderr() -> None:
             sys.stderr.flush()
 
 
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+class _QuietTensorFlowImport:
     """Finds ``tensorflow`` once, with a loader that imports it and discovers its devices under the filter."""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
@@ -166,8 +165,8 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-class _FilteredLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+class _FilteredLoader:
+    def __init__(self, loader: Any) -> None:
         self.loader = loader
 
     def create_module(self, spec: Any) -> Any:
