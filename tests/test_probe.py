@@ -9,7 +9,7 @@ import pytest
 
 from engine.analysis.summary import load_probe
 from engine.config import ConfigError
-from engine.data.dataset import DatasetError
+from engine.data.scan import DatasetError
 from engine.events import LogMessage
 from engine.measure.probe import (
     PROBE_NAME,

@@ -14,7 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from engine.config import ExperimentConfig
-from engine.data.dataset import LoadedDataset, load_dataset
+from engine.data.dataset import load_dataset
+from engine.data.decode import LoadedDataset
 from engine.data.recommend import with_image_size
 from engine.data.split import stratified_split
 from engine.events import Listener, LogMessage, ignore
