@@ -87,7 +87,7 @@ def test_the_verdict_compares_the_best_two_at_their_best_lrs_on_time_to_target()
                                       "(lr 0.001), by 4.0 s (mean of 2 seeds each), between ")
     assert "larger than the seed-to-seed noise" in summary.verdict and summary.settled is True
     assert summary.advice.startswith("Use batch size 64 at learning rate 0.003: it reached the target of 85.0% "
-                                     "fastest, in 2 s against 6 s for 16 (256 never reached it).")
+                                     "fastest, in 2.05 s against 6.1 s for 16 (256 never reached it).")
     assert "The best learning rate of batch size 64 was the highest tried" in summary.advice
     assert [b.lr for b in summary.batches] == [0.001, 0.003, 0.001]
     assert [len(b.runs) for b in summary.batches] == [2, 2, 2] and len(summary.batches[0].trials) == 6

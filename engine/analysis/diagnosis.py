@@ -85,18 +85,38 @@ def remedies(record: dict[str, Any], run: Optional[dict[str, Any]] = None) -> li
     """What to try when networks do not train, most likely first, for this record's settings."""
     config = record.get("config") or {}
     rate = (run or {}).get("lr") or config.get("lr")
-    out = [f"a lower learning rate (e.g. {lr(rate / 3)})" if finite(rate) else "a lower learning rate"]
+    learned = sorted(r["lr"] for r in record.get("runs", []) if run is not None and r is not run
+                     and r["batch_size"] == run["batch_size"] and finite(r.get("lr")) and _learned(r, record))
+    if finite(rate) and rate in learned:  # the learning rate is not the problem
+        out = []
+    elif learned and finite(rate) and rate < learned[0]:
+        out = [f"a higher learning rate ({lr(learned[0])} learned at this batch size)"]
+    elif learned and finite(rate) and rate > learned[-1]:
+        out = [f"a lower learning rate ({lr(learned[-1])} learned at this batch size)"]
+    else:
+        out = [f"a lower learning rate (e.g. {lr(rate / 3)})" if finite(rate) else "a lower learning rate"]
     size = config.get("image_size")
     if isinstance(size, int) and size > SMALL_IMAGE:
         out.append(f"a smaller image size (now {size} px; --image-size {SMALL_IMAGE})")
     if config.get("model", "seed") == "seed":
         out.append(f"a model with batch normalization (--model {BATCH_NORM_MODEL})")
-    return out
+    return out or ["another seed (--seed)"]
+
+
+def _learned(run: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Finished without dying, diverging or failing."""
+    history = run.get("history") or []
+    return is_finished(run) and bool(history) and all(finite(h.get("loss")) for h in history) \
+        and (run.get("trial") or {}).get("stop_reason") not in ("dead", "diverged", "failed") \
+        and not is_dead(history, record.get("dataset"))
 
 
 def _note(kind: str, run: dict[str, Any], record: dict[str, Any]) -> str:
     history = run.get("history") or []
     tries = "try " + either(remedies(record, run))
+    if kind == "dead" and any(r is not run and r["batch_size"] == run["batch_size"] and r.get("lr") == run.get("lr")
+                              and _learned(r, record) for r in record.get("runs", [])):
+        tries = "the same learning rate learned with another seed, so the initial weights decided it; " + tries
     if kind == "dead":
         loss = min(h["loss"] for h in history if finite(h.get("loss")))
         guess = chance_loss(record.get("dataset")) or loss

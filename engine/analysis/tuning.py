@@ -87,9 +87,14 @@ class Configuration:
         return seconds / steps if steps > 0 and seconds > 0 else None
 
     @property
+    def stop_reasons(self) -> list[str]:
+        """Why each seed's trial ended (seeds without a reason yet left out)."""
+        return [reason for reason in (stop_reason(r, self.diagnoses) for r in self.runs) if reason]
+
+    @property
     def stop_reason(self) -> Optional[str]:
-        reasons = [reason for reason in (stop_reason(r, self.diagnoses) for r in self.runs) if reason]
-        return min(reasons, key=REASON_ORDER.index) if reasons else None
+        """The most telling of the seeds' reasons."""
+        return min(self.stop_reasons, key=REASON_ORDER.index) if self.stop_reasons else None
 
     @property
     def rung(self) -> Optional[int]:
@@ -278,6 +283,7 @@ class Cell:
     best_val_accuracy: Optional[float]
     rung: Optional[int]
     stop_reason: Optional[str]
+    reason_trials: int  # how many of the trials ended for that reason
     reached: int
     trials: int
     best: bool
@@ -291,7 +297,7 @@ def heat_cells(tuned: dict[int, TunedBatch]) -> list[Cell]:
         for c in t.configurations:
             in_band = bool(t.lr_band and c.lr is not None and t.lr_band[0] <= c.lr <= t.lr_band[1])
             cells.append(Cell(t.batch_size, c.lr, c.lr_index, c.best_val_accuracy, c.rung, c.stop_reason,
-                              c.reached, c.trials, c is t.best, in_band))
+                              c.stop_reasons.count(c.stop_reason), c.reached, c.trials, c is t.best, in_band))
     return cells
 
 

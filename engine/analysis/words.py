@@ -13,9 +13,9 @@ def pct(x: Optional[float]) -> str:
 
 
 def duration(seconds: float) -> str:
-    """Seconds, minutes or hours, whichever reads best."""
+    """Seconds (3 significant figures), minutes or hours, whichever reads best."""
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.3g} s"
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"

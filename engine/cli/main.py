@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from engine import exit_codes
-from engine.cli import bench, data, export, probe, run, worker
+from engine.cli import bench, data, export, probe, report, run, worker
 from engine.cli.common import user_errors
 
 
@@ -22,7 +22,7 @@ def build_parser(measure_window: Optional[Callable[..., Any]] = None) -> argpars
     parser = argparse.ArgumentParser(prog="main.py", description="BatchLab: which batch size, with evidence. "
                                      "Without a command, opens the window.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (data, run, export, probe, worker):
+    for module in (data, run, export, probe, report, worker):
         module.register(sub)
     bench.register(sub, measure_window)
     return parser
