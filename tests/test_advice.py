@@ -29,7 +29,9 @@ def full_facts() -> AdviceFacts:
         throughput=dict(THROUGHPUT),
         max_fitting_batch=256,
         noise_scale=80.0,
-        verdict="The accuracy differences are within run-to-run noise.",
+        verdict="batch size 64 reaches the target sooner than batch size 128, by 8 s; this is larger than the "
+                "seed-to-seed noise (Welch t-test p=0.01).",
+        settled=True,
     )
 
 
@@ -77,10 +79,22 @@ def test_full_data_recommends_the_fastest_with_reasons_and_uncertainty() -> None
                            "for 128.")
     assert "near the critical batch size of about 100" in text  # fitted from the four runs' steps and samples
     assert "up to ±1.5 points" in text
-    assert "differ by only 4%" in text  # 182 s against 190 s
-    assert "within run-to-run noise" in text
+    assert "differ by only 4%" not in text  # 182 s against 190 s, but the t-test already decided
+    assert "Batch size 64 reaches the target sooner than batch size 128, by 8 s; this is larger than" in text
     assert "Missing" not in text
     assert "\n" not in text and len(text) < 600
+
+
+def test_an_untested_gap_gives_a_tentative_pick_as_the_verdict_says() -> None:
+    facts = full_facts()
+    facts.settled, facts.verdict = None, "cannot tell whether batch size 64 or batch size 128 reaches the target " \
+                                          "sooner: need at least 2 repeats per batch size (have 2 and 1)."
+    text = advise(facts)
+    assert_no_recommendation(text)
+    assert text.startswith("Batch size 64 is the tentative pick: it reached the target of 90.0% fastest, in 3.0 min "
+                           "against 3.2 min for 128, but the verdict could not test the gap against the "
+                           "seed-to-seed noise.")
+    assert "differ by only 4%, which one repeat could overturn" in text
 
 
 def test_caller_b_crit_is_used_and_an_out_of_range_one_is_called_an_extrapolation() -> None:

@@ -184,8 +184,12 @@ def test_dead_and_diverged_trials_are_labelled_with_the_reason_and_what_to_try()
     assert dead.kind == "dead" and dead.batch_size == 32 and dead.lr == 0.001
     assert dead.note.startswith("dead: training loss stayed at 1.6094, the loss of guessing (ln 5 = 1.6094), and "
                                 "validation accuracy at chance (20.0%, chance 20.0%)")
-    assert dead.note.endswith("try a lower learning rate (e.g. 0.000333), a smaller image size (now 150 px; "
-                              "--image-size 32) or a model with batch normalization (--model seed-bn)")
+    # 0.0003 learned at this batch size, so the lower learning rate to try is that one.
+    assert dead.note.endswith("try a lower learning rate (0.0003 learned at this batch size), a smaller image size "
+                              "(now 150 px; --image-size 32) or a model with batch normalization (--model seed-bn)")
+    at_256 = found[3].note  # nothing learned at 256: a generic lower learning rate
+    assert at_256.endswith("try a lower learning rate (e.g. 0.0001), a smaller image size (now 150 px; "
+                           "--image-size 32) or a model with batch normalization (--model seed-bn)")
     assert "smaller image size" not in diagnoses(dead_record(image_size=32))[0].note
     # A trial that learned slowly is not dead: its loss left the loss of guessing.
     assert 0 not in found
@@ -244,3 +248,31 @@ def test_old_untuned_records_say_so_and_state_the_update_ratio_under_an_epochs_b
     assert update["tuning"]["best"]["32"]["lr_band"] == [0.001, 0.001]
     record["config"]["budget"] = "steps"
     assert tuning.updates(record) is None
+
+
+def two_sizes(steps: dict[int, tuple[float, ...]]) -> dict:
+    """One lr, one trial per seed and batch size, reaching the target at the given steps."""
+    runs = []
+    for seed in range(max(len(s) for s in steps.values())):
+        for batch, per_seed in steps.items():
+            if seed < len(per_seed):
+                accuracies, cumulative = reaching(per_seed[seed])
+                runs.append(trial(len(runs), batch, 0.001, 0, accuracies, seed=seed, steps=cumulative))
+    return experiment(runs, list(steps), target=0.85, repeats=max(len(s) for s in steps.values()))
+
+
+@pytest.mark.parametrize("steps, settled", [
+    ({32: (600.0, 620.0, 610.0), 256: (200.0, 210.0, 205.0)}, True),   # a clear gap
+    ({32: (600.0, 300.0, 450.0), 256: (500.0, 350.0, 420.0)}, False),  # within the seed noise
+    ({32: (600.0, 620.0), 256: (200.0,)}, None),                        # 256 has one seed: untestable
+    ({32: (600.0,), 256: (200.0,)}, None),                              # one run each
+])
+def test_the_advice_never_claims_more_than_the_verdict(steps: dict, settled) -> None:
+    summary = summarize(two_sizes(steps))
+    assert summary.settled is settled
+    recommends = "Use batch size" in summary.advice
+    assert recommends == (settled is True)
+    if settled is None:
+        assert summary.verdict.startswith("cannot tell") and "tentative pick" in summary.advice
+    if settled is False:
+        assert "within the seed-to-seed noise" in summary.verdict and "use either" in summary.advice

@@ -109,6 +109,15 @@ def _single(facts: AdviceFacts, tried: list[int]) -> bool:
     return len(tried) >= 2 and not facts.val_accuracy_spread
 
 
+def _doubt(facts: AdviceFacts, tried: list[int]) -> Optional[str]:
+    """Why a lead cannot be called a winner yet, the same doubt the verdict states; None when it can."""
+    if _single(facts, tried):
+        return "with one run per batch size this could be seed luck"
+    if facts.settled is None and facts.verdict:
+        return "the verdict could not test the gap against the seed-to-seed noise"
+    return None
+
+
 def _dead(facts: AdviceFacts, tried: list[int]) -> str:
     what = "training loss stuck at the loss of guessing, validation accuracy at chance"
     remedies = f"; try {either(facts.remedies)}" if facts.remedies else ""
@@ -128,9 +137,9 @@ def _measured(
     target = _target(facts.target_accuracy)
     times = f"in {duration(reached[best].seconds)} against {duration(reached[runner_up].seconds)} for {runner_up}"
     never = f" ({', '.join(map(str, failed))} never reached it)" if failed else ""
-    if _single(facts, tried):
-        out = [f"Batch size {best} is the tentative pick: it reached {target} fastest, {times}{never}, but with one "
-               "run per batch size this could be seed luck."]
+    doubt = _doubt(facts, tried)
+    if doubt:
+        out = [f"Batch size {best} is the tentative pick: it reached {target} fastest, {times}{never}, but {doubt}."]
     elif facts.settled is False:
         out = [f"Batch sizes {best} and {runner_up} reach {target} about equally fast: {best} took "
                f"{duration(reached[best].seconds)} and {runner_up} {duration(reached[runner_up].seconds)}, a gap "
@@ -177,9 +186,9 @@ def _only_one(facts: AdviceFacts, reached: dict[int, TargetReach], failed: list[
     (only, reach), = reached.items()
     what = (f"it is the only one that reached {_target(facts.target_accuracy)} (in {duration(reach.seconds)}); "
             f"{', '.join(map(str, failed))} did not within the budget")
-    if _single(facts, [only, *failed]):
-        return (f"Batch size {only} is the tentative pick: {what}, but with one run per batch size this could be "
-                "seed luck.")
+    doubt = _doubt(facts, [only, *failed])
+    if doubt:
+        return f"Batch size {only} is the tentative pick: {what}, but {doubt}."
     if facts.settled is False:
         return (f"Prefer batch size {only}, narrowly: {what}, but their best accuracies are within the seed-to-seed "
                 "noise of each other.")
