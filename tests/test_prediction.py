@@ -3,6 +3,8 @@ the recommendation, and leave-one-out errors worked out by hand."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.analysis import tuning
@@ -99,4 +101,6 @@ def test_the_summary_critical_batch_and_the_prediction_are_one_fit() -> None:
     summary = summarize(record)
     assert summary.critical["b_crit"] == pytest.approx(B_NOISE, rel=1e-6)
     assert summary.prediction["b_noise"] == summary.critical["b_noise"]
-    assert finalize(record)["prediction"] == summary.prediction
+    update = finalize(record)
+    assert update["prediction"] == summary.prediction and update["prediction_problem"] is None
+    json.dumps(update, allow_nan=False)  # the record stays standard JSON

@@ -205,6 +205,8 @@ def test_a_batch_size_where_no_trial_learned_makes_a_comparison_of_dead_networks
     assert "Use batch size" not in summary.advice and "tentative" not in summary.advice
     cells = {(c.batch_size, c.lr): c for c in summary.cells}
     assert cells[(256, 0.001)].stop_reason == "dead" and cells[(32, 0.003)].stop_reason == "diverged"
+    assert not any(c.best or c.in_band for c in summary.cells if c.batch_size == 256)  # no best among the dead
+    assert summary.batches[1].lr_band is None and summary.batches[1].lr_edge is None
     text = conclusions(summary)
     assert "Diagnoses (5 trials did not train):" in text
     assert "bs 256 lr 0.001 seed 0: dead: training loss stayed at 1.6094" in text

@@ -190,8 +190,8 @@ def _only_one(facts: AdviceFacts, reached: dict[int, TargetReach], failed: list[
     if doubt:
         return f"Batch size {only} is the tentative pick: {what}, but {doubt}."
     if facts.settled is False:
-        return (f"Prefer batch size {only}, narrowly: {what}, but their best accuracies are within the seed-to-seed "
-                "noise of each other.")
+        return (f"Prefer batch size {only}, narrowly: {what}, but its lead in accuracy over the runner-up is within "
+                "the seed-to-seed noise.")
     return f"Use batch size {only}{_at_lr(facts, only)}: {what}."
 
 

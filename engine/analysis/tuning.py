@@ -187,12 +187,15 @@ def _tuned_batch(size: int, configurations: list[Configuration], tuned_grid: boo
         best: Optional[Configuration] = min(reached, key=lambda c: (c.to_target["steps"], -(c.best_val_accuracy or 0)))
     else:
         best = max(scored, key=lambda c: c.best_val_accuracy, default=None)
+    state = _state(configurations)
+    if state == "dead":  # a band or a grid edge among networks that never learned means nothing
+        return TunedBatch(size, configurations, best, None, None, state)
     band = _band(configurations, best) if best is not None else None
     edge = None
     rated = [c for c in configurations if c.lr is not None]
     if tuned_grid and best is not None and len(rated) >= 2:
         edge = "lowest" if best is rated[0] else "highest" if best is rated[-1] else None
-    return TunedBatch(size, configurations, best, band, edge, _state(configurations))
+    return TunedBatch(size, configurations, best, band, edge, state)
 
 
 def _band(configurations: list[Configuration], best: Configuration) -> Optional[tuple[float, float]]:
@@ -297,7 +300,8 @@ def heat_cells(tuned: dict[int, TunedBatch]) -> list[Cell]:
         for c in t.configurations:
             in_band = bool(t.lr_band and c.lr is not None and t.lr_band[0] <= c.lr <= t.lr_band[1])
             cells.append(Cell(t.batch_size, c.lr, c.lr_index, c.best_val_accuracy, c.rung, c.stop_reason,
-                              c.stop_reasons.count(c.stop_reason), c.reached, c.trials, c is t.best, in_band))
+                              c.stop_reasons.count(c.stop_reason), c.reached, c.trials,
+                              c is t.best and t.state != "dead", in_band))
     return cells
 
 

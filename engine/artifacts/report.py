@@ -263,15 +263,15 @@ def _heat_map(summary: Summary) -> str:
             y0, y1 = 10 ** (logs[i] - below), 10 ** (logs[i] + above)
             value = c.best_val_accuracy
             colour = cmap(norm(value)) if value is not None else (0.85, 0.85, 0.85, 1.0)
-            edge = {"lw": 3.0, "ec": "black", "ls": "-"} if c.best else \
-                {"lw": 1.6, "ec": "black", "ls": (0, (4, 3))} if c.in_band else {"lw": 1.2, "ec": "white", "ls": "-"}
+            edge = {"lw": 3.0, "ec": "black", "ls": "-"} if c.best and len(column) > 1 else \
+                {"lw": 1.6, "ec": "black", "ls": (0, (4, 3))} if c.in_band and len(column) > 1 else \
+                {"lw": 1.2, "ec": "white", "ls": "-"}
             axes.add_patch(Rectangle((x - 0.46, y0), 0.92, y1 - y0, fc=colour, **edge))
             dark = value is not None and norm(value) < 0.6
             axes.text(x, math.sqrt(y0 * y1), _cell_text(c), ha="center", va="center", fontsize=8.5,
                       color="white" if dark else "black", fontweight="bold" if c.best else "normal")
     axes.set_yscale("log")
-    axes.yaxis.set_major_formatter(_plain_formatter())
-    axes.yaxis.set_minor_formatter(_plain_formatter(minor=True))
+    _log_ticks(axes.yaxis, (1.0, 3.0))  # grids are usually 3 apart
     axes.set_xlim(-0.6, len(sizes) - 0.4)
     all_lrs = [c.lr for c in cells if c.lr is not None]
     axes.set_ylim(min(all_lrs) / 2.2, max(all_lrs) * 2.2)
@@ -318,8 +318,9 @@ def _prediction_html(summary: Summary) -> str:
     left.set_xscale("log", base=2)
     left.xaxis.set_major_formatter(_plain_formatter())
     left.set_yscale("log")
-    left.yaxis.set_major_formatter(_plain_formatter())
-    left.yaxis.set_minor_formatter(_plain_formatter(minor=True))
+    _log_ticks(left.yaxis, (1.0, 2.0, 5.0))
+    shown = [b.to_target["steps"] for b in measured]
+    left.set_ylim(min(shown) / 1.6, max(shown) * 1.6)
     left.set_xlabel("batch size")
     left.set_ylabel("optimizer steps to target")
     if summary.critical:
@@ -400,6 +401,7 @@ def _curves(summary: Summary) -> str:
     if summary.target_accuracy is not None:
         axes.axhline(summary.target_accuracy, color="#C0392B", ls=":", lw=1.2, label="target")
     axes.set_xscale("log")
+    _log_ticks(axes.xaxis, (1.0, 2.0, 5.0))
     axes.set_xlabel("optimizer steps")
     axes.set_ylabel("validation accuracy")
     axes.yaxis.set_major_formatter(_percent_formatter())
@@ -514,18 +516,20 @@ def _octaves(batches: list[Any]) -> int:
     return max(1, math.ceil(math.log2(max(sizes) / min(sizes))))
 
 
-def _plain_formatter(minor: bool = False) -> Any:
-    """0.001 rather than 10^-3; on minor ticks only 3 times a power of ten (grids are 3 apart), so labels
-    do not crowd."""
+def _plain_formatter() -> Any:
+    """0.001 and 2000 rather than 10^-3 and 2x10^3."""
     from matplotlib.ticker import FuncFormatter
 
-    def label(value: float, _: Any) -> str:
-        if value <= 0:
-            return ""
-        lead = round(value / 10 ** math.floor(math.log10(value) + 1e-9), 6)
-        return f"{value:g}" if not minor or lead == 3 else ""
+    return FuncFormatter(lambda value, _: f"{value:g}" if value > 0 else "")
 
-    return FuncFormatter(label)
+
+def _log_ticks(axis: Any, subs: tuple[float, ...]) -> None:
+    """Labelled ticks at ``subs`` times each power of ten, so that even a narrow range has some."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(_plain_formatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _percent_formatter() -> Any:
