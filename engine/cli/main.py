@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from engine import exit_codes, native_logs
-from engine.cli import bench, data, export, probe, run, worker
+from engine.cli import bench, data, export, probe, report, run, worker
 from engine.cli.common import Parser, program_name, user_errors
 
 
@@ -24,7 +24,7 @@ def build_parser(measure_window: Optional[Callable[..., Any]] = None, prog: str 
                     f"the window. '{prog} COMMAND --help' lists a command's options and their defaults.")
     parser.set_defaults(program=prog)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (data, run, export, probe, worker):
+    for module in (data, run, export, probe, report, worker):
         module.register(sub)
     bench.register(sub, measure_window)
     add_verbose_flag(parser, sub)
