@@ -61,7 +61,7 @@ def diagnose(run: dict[str, Any], record: dict[str, Any]) -> Optional[Diagnosis]
         kind = "failed"
     else:
         return None
-    note = trial.get("note") or _note(kind, run, record)
+    note = trial.get("note") or explain(kind, run, record)
     return Diagnosis(run.get("run_index", 0), run["batch_size"], run.get("lr"), run.get("seed"), kind, note)
 
 
@@ -72,13 +72,15 @@ def diagnoses(record: dict[str, Any]) -> list[Diagnosis]:
 
 
 def is_dead(history: list[dict[str, Any]], dataset: Optional[dict[str, Any]]) -> bool:
-    """Training loss never got 1% below the loss of guessing and val accuracy stayed at chance."""
+    """The last training loss sits within 1% of the loss of guessing (either side) and val accuracy
+    never left chance: the network learned nothing beyond the class shares. A loss far above the
+    loss of guessing is a network making confident mistakes, which may still learn: not dead."""
     guess, chance = chance_loss(dataset), chance_accuracy(dataset)
     losses = [h["loss"] for h in history if finite(h.get("loss"))]
     accuracies = [h["val_accuracy"] for h in history if finite(h.get("val_accuracy"))]
     if guess is None or chance is None or not losses or not accuracies:
         return False
-    return min(losses) >= (1.0 - DEAD_LOSS_TOLERANCE) * guess and max(accuracies) <= chance + chance_margin(dataset)
+    return abs(losses[-1] - guess) <= DEAD_LOSS_TOLERANCE * guess and max(accuracies) <= chance + chance_margin(dataset)
 
 
 def remedies(record: dict[str, Any], run: Optional[dict[str, Any]] = None) -> list[str]:
@@ -104,14 +106,15 @@ def remedies(record: dict[str, Any], run: Optional[dict[str, Any]] = None) -> li
 
 
 def _learned(run: dict[str, Any], record: dict[str, Any]) -> bool:
-    """Finished without dying, diverging or failing."""
+    """Left chance without diverging or failing (finished, or still in the running at a rung)."""
     history = run.get("history") or []
-    return is_finished(run) and bool(history) and all(finite(h.get("loss")) for h in history) \
+    return bool(history) and all(finite(h.get("loss")) for h in history) \
         and (run.get("trial") or {}).get("stop_reason") not in ("dead", "diverged", "failed") \
         and not is_dead(history, record.get("dataset"))
 
 
-def _note(kind: str, run: dict[str, Any], record: dict[str, Any]) -> str:
+def explain(kind: str, run: dict[str, Any], record: dict[str, Any]) -> str:
+    """The one-line note for a dead, diverged or failed trial: what happened and what to try."""
     history = run.get("history") or []
     tries = "try " + either(remedies(record, run))
     if kind == "dead" and any(r is not run and r["batch_size"] == run["batch_size"] and r.get("lr") == run.get("lr")

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from engine import atomic
+from engine.analysis.diagnosis import explain
 from engine.data.pipeline import Augmentation, build_augmenter, make_dataset
 from engine.events import Event, LogMessage, RunFinished, RunPaused, RunStarted
 from engine.record import store as rec
@@ -110,7 +111,7 @@ class Trainer:
         if state is not None and state.is_file():
             state.unlink()
         if reason == "diverged" and note is None:
-            note = f"diverged at lr {run['lr']:.3g}: the loss became NaN; try a lower learning rate"
+            note = explain("diverged", run, self.record)
         ended_early = reason not in ("completed", "early_stopped")
         trial = {"rung": self._rung(run), "stopped_at_rung": self._rung(run) if ended_early else None,
                  "stop_reason": reason, "note": note}
