@@ -9,6 +9,15 @@ from typing import Any, Optional
 LR_SCALINGS = ("none", "linear", "sqrt")
 BUDGETS = ("epochs", "steps", "time")
 PRECISIONS = ("auto", "fp32", "mixed")
+MODEL_NAMES = ("seed", "seed-bn", "mobilenetv3small", "mobilenetv3large", "efficientnetb0", "resnet50")
+"""Built-in models; ``model`` may also be the path of a ``.keras`` file."""
+WEIGHTS_CHOICES = ("none", "imagenet", "from-file")
+"""Initial weights; ``weights`` may also be the path of a weights file."""
+MODEL_MIN_IMAGE_SIZE = {"seed": 16, "seed-bn": 16, "mobilenetv3small": 32, "mobilenetv3large": 32,
+                        "efficientnetb0": 32, "resnet50": 32}
+MODEL_NATIVE_IMAGE_SIZE = {"seed": None, "seed-bn": None, "mobilenetv3small": 224, "mobilenetv3large": 224,
+                           "efficientnetb0": 224, "resnet50": 224}
+"""The size the ImageNet weights were trained at (None: no pretrained weights)."""
 
 
 class ConfigError(ValueError):
@@ -41,6 +50,10 @@ class ExperimentConfig:
     name: Optional[str] = None
     devices: Optional[list[str]] = None  # None: every visible GPU (several: MirroredStrategy)
     parallel: bool = False  # train the batch sizes at once, one process per device
+    model: str = "seed"  # a name in MODEL_NAMES or the path of a .keras file
+    weights: str = "none"  # none | imagenet | from-file | the path of a weights file
+    freeze_backbone: bool = False  # train the new head only
+    fine_tune_from: Optional[str] = None  # unfreeze the backbone from this layer on
 
     def validate(self) -> "ExperimentConfig":
         """Raise ConfigError for the first bad setting; return self to allow chaining."""

@@ -38,7 +38,7 @@ def test_tiny_quick_bench_writes_every_key(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_forward_flops_of_the_seed_model_at_150_px() -> None:
-    from engine.train.model import build_seed_cnn
+    from engine.train.models.seed import build_seed_cnn
 
     convs = 2 * 9 * (3 * 32 * 150 ** 2 + 32 * 32 * 148 ** 2 + 32 * 64 * 74 ** 2 + 64 * 64 * 72 ** 2)
     dense = 2 * (36 * 36 * 64 * 512 + 512 * 5)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from engine.record.target import default_target, time_to_target
 from engine.train.lr_schedule import WarmupCallback, lr_at, warmup_steps
-from engine.train.model import build_seed_cnn
+from engine.train.models.seed import build_seed_cnn
 from engine.train.plan import (
     budget_steps,
     planned_epochs,

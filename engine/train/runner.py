@@ -34,7 +34,8 @@ from engine.record import target
 from engine.stop import StopRequested, StopToken
 from engine.train import lr_schedule, plan
 from engine.train.callbacks import RunMonitor, TrainingFailed
-from engine.train.model import build_seed_cnn, file_sha256, save_for_inference, weights_sha256
+from engine.train.models.files import file_sha256, save_for_inference, weights_sha256
+from engine.train.models.seed import build_seed_cnn
 from engine.train.placement import Placement
 from engine.train.prepare import Prepared
 
