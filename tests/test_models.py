@@ -345,7 +345,6 @@ def test_backbone_freezing_and_fine_tuning_choose_the_trainable_weights() -> Non
         build_model(config(model="mobilenetv3small", fine_tune_from="expanded_conv_10_expnd"), CLASSES, seed=0)
 
 
-@pytest.mark.slow
 def test_frozen_backbone_keeps_its_weights_and_statistics_through_training(mixed_precision: None) -> None:
     model = build_model(config(model="mobilenetv3small", freeze_backbone=True), CLASSES, seed=0).model
     before = snapshot(model.layers)
@@ -353,3 +352,18 @@ def test_frozen_backbone_keeps_its_weights_and_statistics_through_training(mixed
     moved = {layer.name for layer, change in zip(model.layers, changed(before, model.layers)) if change}
     assert moved == {"head"}
 
+
+
+def test_a_runs_own_initial_weights_reload_quietly_and_exactly(tmp_path: Path) -> None:
+    import warnings
+
+    from engine.train.models.files import load_own_weights
+
+    saved = build_model(config(model="mobilenetv3small"), CLASSES, seed=1).model
+    saved.save_weights(tmp_path / "seed1.weights.h5")
+    model = build_model(config(model="mobilenetv3small"), CLASSES, seed=2).model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_own_weights(model, tmp_path / "seed1.weights.h5")
+    assert weights_sha256(model) == weights_sha256(saved)
+    assert not [w for w in caught if "container" in str(w.message)]

@@ -22,9 +22,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from engine.config import ConfigError
 from engine.train.models import training
-from engine.train.models.settings import BACKBONES, imagenet_path, missing_imagenet
+from engine.train.models.settings import BACKBONES, imagenet_path
 
 HEAD_DROPOUT = 0.2  # the rate Keras' own MobileNetV3 and EfficientNetB0 tops use
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils, mode "caffe"
@@ -82,9 +81,7 @@ def build_classifier(name: str, image_size: int, num_classes: int, seed: int, we
 
 def load_imagenet(name: str, backbone: keras.Model) -> list[str]:
     """Load Keras' cached ImageNet file (never fetch it); a hash other than Keras' is a warning."""
-    path = imagenet_path(name)
-    if not path.is_file():
-        raise ConfigError(missing_imagenet(name, path))
+    path = imagenet_path(name)  # present: build_model checked the settings
     notes = []
     with open(path, "rb") as handle:  # Keras publishes MD5s for these files
         digest = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()

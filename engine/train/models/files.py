@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import keras
@@ -15,6 +16,18 @@ def save_for_inference(model: keras.Model, path: Path | str) -> None:
     needs) for that much less. Export, predict and evaluation never need the optimizer.
     The wrapper shares the model's layers: nothing is copied."""
     keras.Model(model.inputs, model.outputs, name=model.name).save(path)
+
+
+def load_own_weights(model: keras.Model, path: Path | str) -> None:
+    """``model.load_weights`` for a file BatchLab wrote from the same model (a run's initial weights).
+
+    Keras 3.15 warns "Skipping nested container" for every weightless operation (MobileNetV3's
+    ``x + 3``) inside a nested model, although every weight loads; dozens of such lines would
+    bury the run's own output. Files from elsewhere load with Keras' warnings intact.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping nested container", category=UserWarning)
+        model.load_weights(path)
 
 
 def weights_sha256(model: keras.Model) -> str:
