@@ -260,6 +260,8 @@ def test_user_model_with_the_right_width_is_rebuilt_with_fresh_seeded_weights(tm
     assert info["min_image_size"] == info["native_image_size"] == SIZE
     assert [layer.name for layer in model.layers][-1] == "scores"
     assert model.outputs[0].dtype == "float32" and model.get_layer("conv_a").compute_dtype == "bfloat16"
+    rescaling = next(layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling))
+    assert rescaling.compute_dtype == "float32"  # 0-255 pixels are not rounded to bfloat16
     original = load_keras_model(path)
     assert weights_sha256(model) != weights_sha256(original)  # fresh, not the file's
     keras.backend.clear_session()

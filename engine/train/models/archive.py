@@ -79,14 +79,20 @@ def first_line(exc: BaseException) -> str:
 
 def named_objects(config: Any) -> Iterator[tuple[str, str]]:
     """Every (module, class_name) a Keras config would import, at any depth."""
+    for item in config_dicts(config):
+        if "class_name" in item and ("module" in item or "registered_name" in item):
+            module = item.get("module")
+            yield (module if isinstance(module, str) else "<custom>"), str(item.get("class_name"))
+
+
+def config_dicts(config: Any) -> Iterator[dict[str, Any]]:
+    """Every dict in a Keras config (a JSON tree), at any depth; each may be changed before its
+    contents are visited."""
     stack = [config]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            if "class_name" in item and ("module" in item or "registered_name" in item):
-                module = item.get("module")
-                name = str(item.get("class_name"))
-                yield (module if isinstance(module, str) else "<custom>"), name
+            yield item
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)

@@ -14,22 +14,16 @@ from typing import Any, Sequence
 import keras
 
 from engine.config import ConfigError
-from engine.train.models.archive import first_line
+from engine.train.models.archive import config_dicts, first_line
 from engine.train.models.flops import leaf_layers
 
 
 def with_dtype_policy(config: Any, policy: str) -> Any:
     """A copy of a model's config with every layer's dtype policy named ``policy``."""
     config = copy.deepcopy(config)
-    stack: list[Any] = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "DTypePolicy" and isinstance(item.get("config"), dict):
-                item["config"]["name"] = policy
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    for item in config_dicts(config):
+        if item.get("class_name") == "DTypePolicy" and isinstance(item.get("config"), dict):
+            item["config"]["name"] = policy
     return config
 
 

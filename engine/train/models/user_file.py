@@ -12,15 +12,17 @@ head; the layers before that are the "backbone" that ``--freeze-backbone`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import keras
 
 from engine.config import ConfigError
 from engine.train.models import training
-from engine.train.models.archive import ModelLoadError, first_line, load_checked
+from engine.train.models.archive import ModelLoadError, config_dicts, first_line, load_checked
 from engine.train.models.backbones import softmax_head
 from engine.train.models.settings import check_input_shape, input_layer_configs
+
+PRECISE_LAYERS = ("Rescaling", "Normalization")
 
 
 def build_file_model(path: Path, image_size: int, num_classes: int, seed: int, weights: str, freeze: bool,
@@ -54,17 +56,25 @@ def build_file_model(path: Path, image_size: int, num_classes: int, seed: int, w
 
 
 def rebuild(loaded: keras.Model, path: Path, image_size: int) -> keras.Model:
-    """Fresh layers from the description: this precision, this input size, a float32 last layer."""
+    """Fresh layers from the description: this precision and input size, with the last layer and
+    the pixel preprocessing (bfloat16 would round 0-255 values by up to 0.5) in float32."""
     config = training.with_dtype_policy(loaded.get_config(), keras.mixed_precision.global_policy().name)
     for layer in input_layer_configs(config):
         layer["batch_shape"] = [None, image_size, image_size, 3]
-    last = config["layers"][-1]["config"]
-    last["dtype"] = training.with_dtype_policy(last.get("dtype"), "float32") if isinstance(
-        last.get("dtype"), dict) else "float32"
+    for layer in [config["layers"][-1], *preprocessing_layers(config)]:
+        dtype = layer["config"].get("dtype")
+        layer["config"]["dtype"] = training.with_dtype_policy(dtype, "float32") if isinstance(dtype, dict) \
+            else "float32"
     try:
         return type(loaded).from_config(config)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a description it cannot rebuild
         raise ConfigError(f"model: {path} cannot be rebuilt at {image_size} px ({first_line(exc)})") from None
+
+
+def preprocessing_layers(config: Any) -> Iterator[dict[str, Any]]:
+    """Every Rescaling and Normalization layer's entry in a model description, at any depth."""
+    return (item for item in config_dicts(config)
+            if item.get("class_name") in PRECISE_LAYERS and isinstance(item.get("config"), dict))
 
 
 def head_index(model: keras.Model, path: Path) -> int:
