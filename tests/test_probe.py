@@ -89,6 +89,8 @@ def test_the_answer_never_calls_the_training_set_size_the_largest_batch_that_fit
     assert answer({**result, "limited_by": "memory"}) == "largest batch that fits: 1024"
     assert answer({**result, "limited_by": "sizes"}) == "every batch size tried fits, up to 1024; larger ones " \
                                                          "were not tried"
+    assert answer({**result, "limited_by": "failed"}) == ("every batch size up to 1024 fits; the next one failed "
+                                                          "for another reason than memory")
     assert answer({**result, "max_fitting_batch": None, "limited_by": "memory"}) == "no batch size fits"
 
 

@@ -130,6 +130,8 @@ def answer(result: dict[str, Any]) -> str:
         return f"every batch size tried fits, up to {fits}; larger ones were not tried"
     if limit == "stopped":
         return f"stopped by the user; every batch size measured fits, up to {fits}"
+    if limit == "failed":
+        return f"every batch size up to {fits} fits; the next one failed for another reason than memory"
     return f"largest batch that fits: {fits}"
 
 
