@@ -64,7 +64,7 @@ def test_every_batch_size_starts_from_the_same_weights(finished):
     digests = {r["initial_weights_sha256"] for r in record["runs"]}
     assert len(digests) == 1 and None not in digests
     model = keras.saving.load_model(exp / record["runs"][0]["checkpoint"], safe_mode=True)
-    from engine.train.model import weights_sha256
+    from engine.train.models.files import weights_sha256
 
     assert weights_sha256(model) not in digests  # it trained, so it moved away from the start
 
