@@ -71,6 +71,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_experiment(config)
 
 
+@pytest.mark.slow
 def test_a_real_run_passes_its_own_validation_images_and_flags_a_blue_square(experiment: Path, tmp_path: Path):
     from engine.artifacts.evaluate import validation_set
     from engine.record import store
