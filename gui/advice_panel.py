@@ -40,19 +40,23 @@ from PySide6.QtWidgets import (
 from engine.analysis.summary import Summary
 from engine.analysis.words import duration, lr, pct
 from gui.curves import series
-from gui.heat_map import LEGEND, HeatMap
+from gui.heat_map import LEGEND, SHORT_LEGEND, HeatMap
 from gui.palette import batch_colours
 from gui.plot_axes import LabelledAxis, log_ticks, style_plot
-from gui.prediction_plots import draw_steps, draw_times, plot_widget
+from gui.prediction_plots import STEPS_HELP, TIMES_HELP, draw_steps, draw_times, plot_widget
 
 EMPTY_TEXT = "Advice appears here once runs have finished: train an experiment or open a past one."
 NO_NOISE_TEXT = ("Gradient noise scale: not measured. Tick “Estimate the gradient noise scale” under "
                  "Settings ▸ Advanced to see, per epoch, the batch size beyond which larger batches stop paying.")
+NOISE_HELP = ("The gradient noise scale B_simple (McCandlish et al. 2018) per epoch, each run in its batch size's "
+              "colour; dotted: the batch sizes tried. A batch well below the noise scale wastes little; far above "
+              "it, extra samples stop paying.")
 NO_CELLS_TEXT = "Learning rate × batch size: no trial has a learning rate yet."
 NOTE_STYLE = "color: #444;"
 CHANGED_STYLE = "background: #FFF4CE; border: 1px solid #E0C060; border-radius: 3px; padding: 6px; color: #222;"
 MISSING_STYLE = "color: #444; padding: 2px 0;"
-WIDE = 980  # px: from this width the words sit beside the plots, below it above them
+WIDE = 980  # px: from this width the words sit beside the plots, below it above them...
+WIDE_WHEN_SHORT = 760  # ...and from this one when the tab is much wider than tall (stacking would hide the plots)
 WORDS_SHARE = 0.37
 NARROW_PLOTS_HEIGHT = 640  # px: two rows of plots with their notes, when the words sit above them
 STATE_WORDS = {"ok": "", "dead": "dead: no trial learned", "failed": "every trial failed",
@@ -113,19 +117,18 @@ class AdvicePanel(QWidget):
         self.words.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         self.heat = HeatMap()
-        self.heat_note = _label(NOTE_STYLE)
-        self.heat_note.setText(LEGEND)
-        times = plot_widget("Time to target T(B)", "batch size", "time to target (s)")
+        self.heat_note = _note(SHORT_LEGEND, LEGEND, None)  # the squares have their own tooltips
+        times = plot_widget("Time to target T(B)", "batch size", "time to target (s)", log_y=True)
         self.prediction_plot = times.getPlotItem()
-        self.prediction_note = _label(NOTE_STYLE)
+        self.prediction_note = _note("", TIMES_HELP, times)
         steps = plot_widget("Steps to target S(B)", "batch size", "optimizer steps to target", log_y=True)
         self.critical_plot = steps.getPlotItem()  # the window saves it as "critical"
-        self.critical_note = _label(NOTE_STYLE)
+        self.critical_note = _note("", STEPS_HELP, steps)
         noise = pg.PlotWidget(background="w", axisItems={"left": LabelledAxis("left", log_ticks())})
         noise.setMinimumSize(240, 170)
         self.noise_plot = noise.getPlotItem()
         style_plot(self.noise_plot, "Gradient noise scale", "epoch", "B_simple (samples)")
-        self.noise_note = _label(NOTE_STYLE)
+        self.noise_note = _note("", NOISE_HELP, noise)
         self.boxes = {"heat": _box(self.heat, self.heat_note), "times": _box(times, self.prediction_note),
                       "steps": _box(steps, self.critical_note), "noise": _box(noise, self.noise_note)}
         self.missing = _label(MISSING_STYLE)
@@ -190,8 +193,8 @@ class AdvicePanel(QWidget):
         shown["times"] = times is not None
         self.prediction_note.setText(times or "")
         if times is None:
-            why.append(f"Predicted time to target T(B): {summary.prediction_problem or 'not available'}. "
-                       "It needs 3 or more batch sizes that reach the target at their best learning rate.")
+            why.append(f"Predicted time to target T(B) and the steps-to-target fit S(B): "
+                       f"{summary.prediction_problem or 'not available'} (at their best learning rate).")
         steps = draw_steps(self.critical_plot, summary, colours)
         shown["steps"] = steps is not None
         self.critical_note.setText(steps or f"Steps to target S(B): no fit yet: {summary.critical_problem or 'no fit'}.")
@@ -259,9 +262,7 @@ class AdvicePanel(QWidget):
                                          pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DotLine),
                                          label=f"batch {size}", labelOpts={"position": 0.08, "color": colour,
                                                                            "anchors": [(0, 1), (0, 1)]}))
-        self.noise_note.setText("Lines: B_simple per epoch, each run in its batch size's colour; dotted: the batch "
-                                "sizes tried. A batch well below the noise scale wastes little; far above it, extra "
-                                "samples stop paying.")
+        self.noise_note.setText("Lines: B_simple per epoch, in each batch size's colour; dotted: the sizes tried.")
         return True
 
     # -- layout -----------------------------------------------------------------------------------
@@ -296,16 +297,26 @@ class AdvicePanel(QWidget):
     def _fit(self) -> None:
         """Wide: the words beside the plots (their share kept once the user drags the divider). Narrow:
         the words at their full height above the plots at a readable height, the page scrolling."""
-        wide = self.width() >= WIDE
+        wide = self.width() >= WIDE or (self.width() >= WIDE_WHEN_SHORT and self.width() >= 1.6 * self.height())
         orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
         if self.split.orientation() != orientation:
             self.split.setOrientation(orientation)
             self._sized_by_user = False
         policy = (Qt.ScrollBarPolicy.ScrollBarAsNeeded, Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.words.setVerticalScrollBarPolicy(policy[0] if wide else policy[1])
-        self.page.setVerticalScrollBarPolicy(policy[1] if wide else Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.page.setVerticalScrollBarPolicy(policy[0] if wide else Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         if wide:
-            self.split.setMinimumHeight(0)
+            for note in (self.heat_note, self.prediction_note, self.critical_note, self.noise_note, self.missing):
+                if note.width() > 20:  # wrapped lines need the height of their lines at the width they have
+                    note.setMinimumHeight(note.heightForWidth(note.width()))
+            plots = self.split.widget(1)
+            for box in self.boxes.values():
+                box.layout().invalidate()
+            plots.layout().invalidate()
+            needed = plots.minimumSizeHint().height()
+            if needed != self.split.minimumHeight():  # the page scrolls rather than squeeze a plot under its note
+                self.split.setMinimumHeight(needed)
+                QTimer.singleShot(0, self._fit)  # the notes' widths settle once the new height is laid out
             if not self._sized_by_user:
                 width = self.page.viewport().width()
                 self.split.setSizes([int(width * WORDS_SHARE), int(width * (1 - WORDS_SHARE))])
@@ -406,6 +417,20 @@ def _label(style: str) -> QLabel:
     label.setMinimumHeight(1)  # the height comes from heightForWidth, not from Qt's narrow-width guess
     if style:
         label.setStyleSheet(style)
+    return label
+
+
+def _note(text: str, details: str, plot: Optional[QWidget]) -> QLabel:
+    """A short line under a plot; the full explanation on hovering it or the plot. Its height is Qt's own
+    (not heightForWidth alone), so a short pane scrolls instead of drawing the line over the plot."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setStyleSheet(NOTE_STYLE)
+    label.setToolTip(details)
+    if plot is not None:
+        plot.setToolTip(details)
     return label
 
 

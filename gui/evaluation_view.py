@@ -62,6 +62,7 @@ class Slot:
     metrics: QTableWidget
     mistakes: QListWidget
     tables: QBoxLayout
+    picker: QHBoxLayout
     box: QWidget
     run: Optional[dict[str, Any]] = None
     key: Optional[Key] = None
@@ -375,8 +376,9 @@ class EvaluationView(QWidget):
         room = self.scroll.viewport().width() - 8
         shown = [s for s in self.slots if not s.box.isHidden()] or self.slots[:1]
         width = {id(s): (_width(s.confusion), _width(s.metrics)) for s in shown}
-        beside = [sum(width[id(s)]) + GAP for s in shown]
-        above = [max(width[id(s)]) for s in shown]
+        picker = {id(s): s.picker.sizeHint().width() for s in shown}
+        beside = [max(sum(width[id(s)]) + GAP, picker[id(s)]) for s in shown]
+        above = [max(*width[id(s)], picker[id(s)]) for s in shown]
         for tables_beside, slots_beside in ((True, True), (False, True), (True, False), (False, False)):
             needs = [b if tables_beside else a for b, a in zip(beside, above)]
             if (sum(needs) + GAP * (len(needs) - 1) if slots_beside else max(needs)) <= room:
@@ -417,12 +419,12 @@ class EvaluationView(QWidget):
         picker = QHBoxLayout()
         picker.addWidget(QLabel("Trial:" if index == 0 else "Compared with:"))
         picker.addWidget(combo)
-        picker.addWidget(heading)
         picker.addStretch(1)
         column.addLayout(picker)
+        column.addWidget(heading)
         column.addLayout(tables)
         box.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Maximum)
-        return Slot(combo, heading, confusion, metrics, mistakes, tables, box)
+        return Slot(combo, heading, confusion, metrics, mistakes, tables, picker, box)
 
 
 def evaluable(record: dict[str, Any]) -> list[dict[str, Any]]:

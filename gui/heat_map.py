@@ -31,6 +31,7 @@ MARK_WORDS = {"halved": "halved", "dead": "dead", "diverged": "diverged", "faile
               "stopped": "stopped"}
 SINGLE_HEIGHT = math.log10(3.0)  # a column with one learning rate: a square as tall as a grid step of 3
 WIDTH = 0.96
+SHORT_LEGEND = "Thick outline: best lr · dashed: within 2 points · hatched: dead or diverged · grey: not trained yet"
 LEGEND = ("Colour: best validation accuracy at that learning rate (mean over seeds). Thick outline: each batch "
           "size's best learning rate; dashed: within 2 points of it (the band). Hatched: dead, diverged or "
           "failed trials. Grey: not trained yet.")
@@ -57,10 +58,10 @@ class HeatMap(pg.PlotWidget):
         super().__init__(background="w", axisItems={"bottom": self.x_axis, "left": self.y_axis})
         self.setMinimumSize(240, 170)
         self.plot_item = self.getPlotItem()
-        style_plot(self.plot_item, "Learning rate × batch size", "batch size", "learning rate")
+        style_plot(self.plot_item, "Best val accuracy (%)", "batch size", "learning rate")
         self.plot_item.showGrid(x=False, y=False)
         self.bar = pg.ColorBarItem(values=(0, 100), colorMap=COLOUR_MAP, interactive=False, width=12,
-                                   label="best val accuracy (%)", colorMapMenu=False)
+                                   colorMapMenu=False)
         self.bar.axis.setTextPen(pg.mkPen("#222"))
         self.plot_item.layout.addItem(self.bar, 2, 5)  # as ColorBarItem.setImageItem(insert_in=...) would
         self.plot_item.layout.setColumnFixedWidth(4, 5)

@@ -129,10 +129,14 @@ class PredictPanel(QWidget):
                            "training; an image inside a class's folder is checked against that class.")
         self.hint.setWordWrap(True)
         self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hint.setToolTip("Distance: how far an image's brightness, contrast, edge strength and colourfulness lie "
+                             "from the experiment's validation images, in robust standard deviations. An image is "
+                             "flagged beyond the distance 99% of the validation images stay within.")
         self.list = QListWidget()
         self.list.setItemDelegate(ResultDelegate(self.list))
         self.list.setUniformItemSizes(True)
         self.list.setIconSize(QSize(ICON, ICON))
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.hint)
@@ -279,7 +283,7 @@ class ResultDelegate(QStyledItemDelegate):
     """A result row: thumbnail, name, verdict and familiarity on the left, the top-3 bars on the right."""
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
-        return QSize(option.rect.width() or 600, ROW_HEIGHT)
+        return QSize(200, ROW_HEIGHT)  # the list gives every row its full width
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:

@@ -21,6 +21,13 @@ from engine.analysis.summary import Summary
 from engine.analysis.words import duration, two_figures
 from gui.plot_axes import LabelledAxis, log_ticks, style_plot
 
+STEPS_HELP = ("Dots: tuned steps to target of each batch size, at its best learning rate. Dashed: the fit "
+              "S(B) = S_min (1 + B_noise/B) (McCandlish et al. 2018): below B_noise a larger batch saves steps almost "
+              "in proportion, beyond it hardly any.")
+TIMES_HELP = ("Dashed: predicted time to target T(B) = S(B) × seconds per step, for every batch size with a "
+              "timing (filled: from its trials; hollow: from the throughput probe). Crosses: measured times. "
+              "Star: the fastest predicted. Leave-one-out error: each measured batch size predicted by a fit to the "
+              "others.")
 FIT_PEN = ("#444444", 1.5)
 STAR = "#E69F00"
 STAR_EDGE = "#222222"
@@ -70,9 +77,8 @@ def draw_steps(plot: pg.PlotItem, summary: Summary, colours: dict[int, QColor]) 
     plot.getAxis("bottom").set_ticks(batch_ticks(sizes + [int(round(2 ** xs[0])), int(round(2 ** xs[-1]))]))
     steps = [math.log10(b.to_target["steps"]) for b in measured] + [math.log10(fit["s_min"])]
     plot.setRange(xRange=(xs[0], xs[-1]), yRange=(min(steps) - 0.12, max(steps) + 0.12), padding=0.02)
-    return (f"Dots: tuned steps to target of each batch size (at its best learning rate). Dashed: the fit "
-            f"S(B) = {fit['s_min']:,.0f} (1 + {two_figures(fit['b_noise'])}/B), misfit {fit['residual']:.0%}. Beyond "
-            f"B_noise ≈ {two_figures(fit['b_noise'])} a larger batch saves few steps.")
+    return (f"S(B) = {fit['s_min']:,.0f} (1 + {two_figures(fit['b_noise'])}/B), misfit {fit['residual']:.0%}: "
+            f"beyond B_noise ≈ {two_figures(fit['b_noise'])} a larger batch saves few steps.")
 
 
 def draw_times(plot: pg.PlotItem, summary: Summary, colours: dict[int, QColor]) -> Optional[str]:
@@ -83,7 +89,7 @@ def draw_times(plot: pg.PlotItem, summary: Summary, colours: dict[int, QColor]) 
         return None
     points = sorted(prediction["points"], key=lambda p: p["batch_size"])
     xs = [math.log2(p["batch_size"]) for p in points]
-    ys = [p["predicted_seconds"] for p in points]
+    ys = [math.log10(p["predicted_seconds"]) for p in points]  # log: probed sizes can be far slower
     plot.plot(xs, ys, pen=pg.mkPen(FIT_PEN[0], width=FIT_PEN[1], style=Qt.PenStyle.DashLine))
     for source, brush in (("trial", "#444444"), ("probe", "#FFFFFF")):
         chosen = [(x, y) for x, y, p in zip(xs, ys, points) if p["source"] == source]
@@ -93,32 +99,27 @@ def draw_times(plot: pg.PlotItem, summary: Summary, colours: dict[int, QColor]) 
     for p in points:
         if p["measured_seconds"] is not None:
             colour = colours.get(p["batch_size"], QColor("#C0392B"))
-            plot.plot([math.log2(p["batch_size"])], [p["measured_seconds"]], pen=None, symbol="x", symbolSize=14,
+            plot.plot([math.log2(p["batch_size"])], [math.log10(p["measured_seconds"])], pen=None, symbol="x",
+                      symbolSize=14,
                       symbolBrush=colour, symbolPen=pg.mkPen(colour, width=2.5))
     best = prediction["recommended"]
     plot.addItem(pg.InfiniteLine(math.log2(best["batch_size"]), angle=90,
                                  pen=pg.mkPen(STAR, width=1.5, style=Qt.PenStyle.DashLine)))
-    plot.plot([math.log2(best["batch_size"])], [best["predicted_seconds"]], pen=None, symbol="star", symbolSize=22,
+    plot.plot([math.log2(best["batch_size"])], [math.log10(best["predicted_seconds"])], pen=None, symbol="star",
+              symbolSize=22,
               symbolBrush=STAR, symbolPen=pg.mkPen(STAR_EDGE, width=1))
     plot.getAxis("bottom").set_ticks(batch_ticks([p["batch_size"] for p in points]))
-    highest = max([*ys, *(p["measured_seconds"] or 0 for p in points)])
-    plot.setRange(xRange=(min(xs) - 0.4, max(xs) + 0.4), yRange=(0, highest * 1.12), padding=0)
-    star = pg.TextItem(f"{best['batch_size']}: {duration(best['predicted_seconds'])}", color="#222", anchor=(0.5, 1.3))
-    star.setPos(math.log2(best["batch_size"]), best["predicted_seconds"])
-    plot.addItem(star)
+    shown = ys + [math.log10(p["measured_seconds"]) for p in points if p["measured_seconds"] is not None]
+    plot.setRange(xRange=(min(xs) - 0.4, max(xs) + 0.4), yRange=(min(shown) - 0.15, max(shown) + 0.15), padding=0)
     return times_note(prediction)
 
 
 def times_note(prediction: dict[str, Any]) -> str:
     """What the T(B) plot shows and how far to trust it, in words."""
     loo = prediction.get("loo_error")
-    check = (f"leave-one-out error {loo:.0%} (each measured batch size predicted from the others)"
-             if loo is not None else "no leave-one-out check was possible")
+    check = f"leave-one-out error {loo:.0%}" if loo is not None else "no leave-one-out check possible"
     probed = sorted(p["batch_size"] for p in prediction["points"] if p["source"] == "probe")
-    timing = ("Seconds per step from the trials" + (f" and, for {', '.join(map(str, probed))}, from the "
-                                                    "throughput probe (hollow dots)" if probed else
-                                                    "; run Tools ▸ Probe throughput to predict untried sizes"))
+    timing = (f"timing for {', '.join(map(str, probed))} from the throughput probe" if probed else
+              "run Tools ▸ Probe throughput to predict untried sizes")
     best = prediction["recommended"]
-    return (f"Fastest predicted: batch size {best['batch_size']} ({duration(best['predicted_seconds'])}). "
-            f"Dashed: predicted T(B) = S(B) × seconds per step; crosses: measured; star: the fastest predicted. "
-            f"{timing}. Model check: {check}.")
+    return f"Fastest predicted: batch size {best['batch_size']} ({duration(best['predicted_seconds'])}); {check}; {timing}."

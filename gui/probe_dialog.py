@@ -112,6 +112,7 @@ class ProbeDialog(QDialog):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
         self.log.setFixedHeight(90)
+        self.log.hide()  # an empty box says nothing; it appears with the first line
 
         self.speed_plot, speed_widget = _plot("Throughput", "images / s")
         self.memory_plot, memory_widget = _plot("Peak memory", "MB")
@@ -183,6 +184,7 @@ class ProbeDialog(QDialog):
             self.status.setText("Stopping after the current step…")
 
     def on_event(self, event: Any) -> None:
+        self.log.show()
         self.log.appendPlainText(event.text)
 
     def on_point(self, point: dict[str, Any]) -> None:

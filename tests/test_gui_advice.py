@@ -121,15 +121,16 @@ def test_prediction_plots_show_measured_predicted_and_the_recommendation(panel):
         return {(round(float(x), 6), round(float(y), 6)) for item in items if item.opts["symbol"] == symbol
                 for x, y in zip(*item.getData())}
 
-    measured = {(round(math.log2(p["batch_size"]), 6), round(p["measured_seconds"], 6))
+    measured = {(round(math.log2(p["batch_size"]), 6), round(math.log10(p["measured_seconds"]), 6))
                 for p in prediction["points"] if p["measured_seconds"] is not None}
     assert points("x") == measured and len(measured) == 5
-    predicted = {(round(math.log2(p["batch_size"]), 6), round(p["predicted_seconds"], 6)) for p in prediction["points"]}
+    predicted = {(round(math.log2(p["batch_size"]), 6), round(math.log10(p["predicted_seconds"]), 6))
+                 for p in prediction["points"]}
     assert points("o") == predicted
     hollow = [i for i in items if i.opts["symbol"] == "o" and i.opts["symbolBrush"] == "#FFFFFF"]
     assert [list(i.getData()[0]) for i in hollow] == [[3.0]]  # batch size 8 timed by the probe only
     best = prediction["recommended"]
-    assert points("star") == {(round(math.log2(best["batch_size"]), 6), round(best["predicted_seconds"], 6))}
+    assert points("star") == {(round(math.log2(best["batch_size"]), 6), round(math.log10(best["predicted_seconds"]), 6))}
     assert f"leave-one-out error {prediction['loo_error']:.0%}" in panel.prediction_note.text()
     assert f"batch size {best['batch_size']}" in panel.prediction_note.text()
     ticks = dict(panel.prediction_plot.getAxis("bottom").candidates(0, 20))
@@ -187,7 +188,7 @@ def test_the_probe_changes_what_the_advisor_says(panel):
     assert "batch size 8 as well" in text and "No longer in the advice: Missing: run the throughput probe." in text
     assert panel.advice.text() == after.advice
     assert "largest batch size that fits in memory is 512" in panel.probe_note.text()
-    assert "for 8, from the throughput probe" in panel.prediction_note.text()
+    assert "timing for 8 from the throughput probe" in panel.prediction_note.text()
 
     panel.show_summary(after, record, probe)  # the same analysis again: the note stays
     assert "batch size 8 as well" in panel.changes.text()

@@ -81,10 +81,11 @@ class Reference:
         return out
 
     def words(self, verdict: Familiarity) -> str:
-        """'looks unlike the training data: contrast 0 (validation images 38-71), ...' or why it passes."""
+        """'looks unlike the training data: contrast 0 (validation images 38-71), ...' or that it passes. The
+        distance is in robust standard deviations; the limit is what PASS_SHARE of the validation images
+        stay within."""
         if not verdict.unusual:
-            return (f"looks like the training data (distance {verdict.score:.1f}, within the "
-                    f"{verdict.threshold:.1f} that {PASS_SHARE:.0%} of the validation images stay within)")
+            return f"looks like the training data (distance {verdict.score:.1f}; flagged beyond {verdict.threshold:.1f})"
         reasons = [f"{FEATURES[i]} {verdict.values[i]:.0f} (validation images {self.low[i]:.0f}–{self.high[i]:.0f})"
                    for i in verdict.outliers]
         return ("looks unlike the training data: " + ", ".join(reasons) +
