@@ -61,7 +61,13 @@ WORDS_SHARE = 0.37
 NARROW_PLOTS_HEIGHT = 640  # px: two rows of plots with their notes, when the words sit above them
 STATE_WORDS = {"ok": "", "dead": "dead: no trial learned", "failed": "every trial failed",
                "incomplete": "still training or stopped", "empty": "not trained yet"}
-TUNED_HEADERS = ("Batch", "Best lr", "Band (±2 points)", "Best val acc", "To target")
+TUNED_HEADERS = ("Batch", "Best lr", "Band", "Accuracy", "To target")
+TUNED_TIPS = ("", "The learning rate that reached the target in the fewest steps (else the most accurate)",
+              "Learning rates next to the best whose accuracy was within 2 points of it: how forgiving that batch "
+              "size is", "Best validation accuracy at the best learning rate (mean ± spread over seeds)",
+              "Time to the target accuracy at the best learning rate")
+EDGE_MARK = "*"
+EDGE_NOTE = "* best at the edge of the learning rates tried: the optimum may lie beyond them."
 
 
 @dataclass(frozen=True)
@@ -212,19 +218,19 @@ class AdvicePanel(QWidget):
         best = ((summary.prediction or {}).get("recommended") or {}).get("batch_size")
         for row, b in enumerate(batches):
             band = "—" if not b.lr_band else lr(b.lr_band[0]) if b.lr_band[0] == b.lr_band[1] else \
-                f"{lr(b.lr_band[0])} – {lr(b.lr_band[1])}"
+                f"{lr(b.lr_band[0])}–{lr(b.lr_band[1])}"
             spread = f" ± {100 * b.best_std:.1f}" if b.best_std is not None else ""
             reach = duration(b.to_target["seconds"]) if b.to_target else (
                 "not reached" if summary.target_accuracy is not None else "—")
             state = STATE_WORDS.get(b.state, b.state)
-            edge = " (edge)" if b.lr_edge else ""
+            edge = EDGE_MARK if b.lr_edge else ""
             values = [str(b.batch_size), (lr(b.lr) if b.lr is not None else "—") + edge, band,
                       pct(b.best_mean) + spread, reach + (f"; {state}" if state else "")]
-            tips = ["", f"the {b.lr_edge} learning rate tried: the best may lie beyond the grid" if b.lr_edge else "",
-                    "learning rates next to the best whose accuracy was within 2 points of it", "", ""]
-            for column, (text, tip) in enumerate(zip(values, tips)):
+            for column, (text, tip) in enumerate(zip(values, TUNED_TIPS)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(f"{text}: {tip}" if tip else text)
+                if column == 1 and b.lr_edge:
+                    item.setToolTip(f"{text}: the {b.lr_edge} learning rate tried; the optimum may lie beyond it")
                 if b.batch_size == best:
                     font = item.font()
                     font.setBold(True)
@@ -234,7 +240,8 @@ class AdvicePanel(QWidget):
         self.tuned.setFixedHeight(_table_height(self.tuned))
         self.tuned_title.setVisible(bool(batches))
         self.tuned.setVisible(bool(batches))
-        _show(self.compute_note, compute_words(summary))
+        edges = EDGE_NOTE if any(b.lr_edge for b in batches) else ""
+        _show(self.compute_note, "\n".join(filter(None, [edges, compute_words(summary)])))
 
     def _fill_diagnoses(self, summary: Summary) -> None:
         lines = [f"• batch size {d.batch_size}, lr {lr(d.lr) if d.lr is not None else '—'}, seed {d.seed}: {d.note}"
@@ -382,7 +389,15 @@ def compute_words(summary: Summary) -> str:
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text or "") if s.strip()]
+    """The advice's sentences; a 'Missing: a; b; c.' list as one point per item, so a probe that fills
+    one gap shows as that item gone, not as a new sentence."""
+    points = []
+    for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text or "")):
+        if sentence.startswith("Missing: "):
+            points += [f"Missing: {item.strip().rstrip('.')}." for item in sentence[9:].split(";") if item.strip()]
+        elif sentence:
+            points.append(sentence)
+    return points
 
 
 def _tuned_table() -> QTableWidget:

@@ -274,9 +274,8 @@ class EvaluationView(QWidget):
         what = f"Batch size {first.run.get('batch_size')}: " if first.run else ""
         text = (f"{what}validation accuracy {evaluation.accuracy:.1%} on {int(evaluation.confusion.sum())} images, "
                 f"{len(evaluation.mistakes)} misclassified.")
-        if self._comparing() and second.evaluation is not None and second.run is not None:
-            text += (f" Beside it, batch size {second.run.get('batch_size')}: {second.evaluation.accuracy:.1%}, "
-                     f"{len(second.evaluation.mistakes)} misclassified.")
+        if self._comparing() and second.run is not None:
+            text += f" Beside it: batch size {second.run.get('batch_size')}."
         if not evaluation.split_matches:
             text += (" Warning: the data folder changed since training, so this is not exactly the validation set "
                      "the run saw.")

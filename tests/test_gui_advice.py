@@ -79,6 +79,9 @@ def test_heat_map_cells_match_the_summary(panel):
         if cell.best:
             assert "best" in square.text
         assert lr(cell.lr) in square.image.toolTip() and f"batch size {cell.batch_size}" in square.image.toolTip()
+    edge = next(row for row in range(panel.tuned.rowCount()) if panel.tuned.item(row, 0).text() == "64")
+    assert panel.tuned.item(edge, 1).text() == "0.006*" and "* best at the edge" in panel.compute_note.text()
+    assert panel.tuned.item(edge, 2).text() == "0.006" and panel.tuned.item(0, 2).text() == "0.001–0.003"
     marks = {s.mark for s in squares.values()}
     assert {"halved", "dead", "diverged"} <= marks
     # one colour bar for every square, its range that of the trials that learned
@@ -220,3 +223,17 @@ def test_words_beside_the_plots_when_wide_above_them_when_narrow(panel, qtbot):
     qtbot.waitUntil(lambda: panel.words.height() >= words.heightForWidth(panel.words.width()) >= 200)
     assert panel.split.minimumHeight() > panel.page.viewport().height()
     assert panel.heat.height() >= 200
+
+
+def test_a_filled_gap_reads_as_that_item_gone_not_as_a_new_sentence():
+    from gui.advice_panel import Seen, what_changed
+
+    before = Seen("x", (), "Use 16. Missing: repeats (--repeats 3); run the throughput probe.", 16, (16, 32, 64), ())
+    after = Seen("x", (), "Use 16. Missing: repeats (--repeats 3).", 8, (8, 16, 32, 64), (8,))
+    text = what_changed(before, after)
+    assert text.splitlines() == [
+        "What the new throughput probe changed:",
+        "The throughput probe's timings now predict the time to target for batch size 8 as well.",
+        "Fastest predicted batch size: 16 → 8.",
+        "No longer in the advice: Missing: run the throughput probe."]
+    assert what_changed(before, before) == "" and what_changed(before, Seen("y", *list(after.__dict__.values())[1:])) == ""

@@ -90,7 +90,7 @@ def test_tables_are_never_cut_off_and_the_pane_scrolls_only_when_it_must(qtbot, 
     assert all(table_fits(t) for s in view.slots for t in (s.confusion, s.metrics))
     assert not view.scroll.verticalScrollBar().isVisible()
     assert view.slots[1].box.x() > view.slots[0].box.x()  # side by side
-    assert "Beside it, batch size 64" in view.title.text()
+    assert "Beside it: batch size 64." in view.title.text()
 
     view.resize(560, 420)
     qtbot.waitUntil(lambda: view.slots_layout.direction() == QBoxLayout.Direction.TopToBottom)
@@ -124,7 +124,7 @@ def test_two_trials_side_by_side_default_to_the_two_best_batch_sizes(qtbot, expe
         assert slot.evaluation.accuracy == pytest.approx(run["best"]["val_accuracy"], abs=1e-6)
         assert slot.confusion.rowCount() == 3 and slot.confusion.item(0, 0).text().endswith("%")
     assert view.title.text().startswith(f"Batch size {best['batch_size']}: validation accuracy")
-    assert f"Beside it, batch size {partner['batch_size']}" in view.title.text()
+    assert f"Beside it: batch size {partner['batch_size']}." in view.title.text()
     assert view.mistake_tabs.count() == 2 and view.mistake_tabs.tabText(1).startswith(
         f"batch size {partner['batch_size']}: ")
 
