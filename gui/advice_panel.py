@@ -61,7 +61,7 @@ WORDS_SHARE = 0.37
 NARROW_PLOTS_HEIGHT = 640  # px: two rows of plots with their notes, when the words sit above them
 STATE_WORDS = {"ok": "", "dead": "dead: no trial learned", "failed": "every trial failed",
                "incomplete": "still training or stopped", "empty": "not trained yet"}
-TUNED_HEADERS = ("Batch", "Best lr", "Band", "Accuracy", "To target")
+TUNED_HEADERS = ("Batch", "Best lr", "Band", "Accuracy", "Time")
 TUNED_TIPS = ("", "The learning rate that reached the target in the fewest steps (else the most accurate)",
               "Learning rates next to the best whose accuracy was within 2 points of it: how forgiving that batch "
               "size is", "Best validation accuracy at the best learning rate (mean ± spread over seeds)",
@@ -304,6 +304,7 @@ class AdvicePanel(QWidget):
     def _fit(self) -> None:
         """Wide: the words beside the plots (their share kept once the user drags the divider). Narrow:
         the words at their full height above the plots at a readable height, the page scrolling."""
+        self.tuned.setFixedHeight(_table_height(self.tuned))  # a narrow column scrolls the table sideways
         wide = self.width() >= WIDE or (self.width() >= WIDE_WHEN_SHORT and self.width() >= 1.6 * self.height())
         orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
         if self.split.orientation() != orientation:
@@ -408,7 +409,6 @@ def _tuned_table() -> QTableWidget:
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
     table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     table.setWordWrap(False)
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
@@ -419,7 +419,9 @@ def _tuned_table() -> QTableWidget:
 
 def _table_height(table: QTableWidget) -> int:
     rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
-    return table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth()
+    columns = sum(table.columnWidth(c) for c in range(table.columnCount()))
+    scroll = table.horizontalScrollBar().sizeHint().height() if columns > table.viewport().width() else 0
+    return table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth() + scroll
 
 
 def _label(style: str) -> QLabel:
