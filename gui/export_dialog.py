@@ -1,8 +1,10 @@
 """Export dialog (any run of any experiment, any available format), plus "save plot" and "save CSV".
 
 The export runs on a background thread; the dialog shows each step, then whether the
-reloaded export predicts exactly like the checkpoint. Formats this installation cannot
-write are listed but disabled, with the reason beside them.
+reloaded export predicts exactly like the checkpoint, and offers to open the folder. Formats this
+installation cannot write are listed but disabled, with the reason beside them. Paths are shown
+absolute, and what the exported model expects is said in plain words (the exact tensor contract is
+in the note's tooltip and in the export's batchlab_export.json).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any, Callable, Optional
 
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
-from PySide6.QtCore import QRectF, Qt, QThread, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QRectF, Qt, QThread, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (
     QComboBox,
@@ -30,8 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.analysis.words import lr, pct
 from engine.artifacts.evaluate import write_histories_csv
 from engine.artifacts.export import FORMAT_LABELS, FORMATS, PREPROCESSING, ExportResult, export_run, format_availability
+from engine.artifacts.predict import META_NAME
 from engine.artifacts.safe_load import first_line
 from engine.atomic import atomic_path
 from engine.record import store as rec
@@ -63,10 +67,20 @@ class BackgroundJob(QThread):
 
 
 def run_label(run: dict[str, Any], repeats: int) -> str:
+    """'batch size 32, lr 0.001, repeat 2: val accuracy 76.0% (epoch 12)'."""
     best = run.get("best") or {}
+    rate = f", lr {lr(run['lr'])}" if isinstance(run.get("lr"), (int, float)) else ""
     repeat = f", repeat {run.get('repeat', 0) + 1}" if repeats > 1 else ""
-    return (f"batch size {run['batch_size']}{repeat}: val accuracy {best.get('val_accuracy', 0):.3f} "
-            f"(epoch {best.get('epoch')})")
+    return f"batch size {run['batch_size']}{rate}{repeat}: val accuracy {pct(best.get('val_accuracy'))} " \
+           f"(epoch {best.get('epoch')})"
+
+
+def expects(image_size: Optional[int]) -> str:
+    """What an exported model takes and gives, in words a user of it needs."""
+    size = f"{image_size} × {image_size} pixels" if image_size else "the size in its description file"
+    return (f"The exported model takes RGB images resized to {size}, with the usual pixel values 0–255: do not "
+            f"scale them, the model does that itself. It answers with one probability per class, in the order "
+            f"listed in {META_NAME} in the export folder.")
 
 
 class ExportDialog(QDialog):
@@ -119,10 +133,11 @@ class ExportDialog(QDialog):
         target_row.addWidget(self.target_edit, 1)
         target_row.addWidget(browse)
 
-        note = QLabel("The export folder holds the model and batchlab_export.json (class names in order, input "
-                      "size, source run). " + PREPROCESSING)
-        note.setWordWrap(True)
-        note.setStyleSheet("color: palette(mid);")
+        self.note = QLabel(expects(None))
+        self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note.setToolTip(f"Details: {PREPROCESSING} The export folder also holds {META_NAME}: class names in "
+                             "order, input size and layout, preprocessing, and the run it came from.")
 
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -132,9 +147,14 @@ class ExportDialog(QDialog):
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
         self.export_button.clicked.connect(self.start_export)
+        self.open_button = QPushButton("Open folder")
+        self.open_button.setToolTip("Show the export folder in the file manager")
+        self.open_button.clicked.connect(self.open_folder)
+        self.open_button.hide()
         close = QPushButton("Close")
         close.clicked.connect(self.reject)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
         buttons.addStretch(1)
         buttons.addWidget(self.export_button)
         buttons.addWidget(close)
@@ -147,7 +167,7 @@ class ExportDialog(QDialog):
         form.addRow("Export to:", target_row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(note)
+        layout.addWidget(self.note)
         layout.addWidget(self.log, 1)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
@@ -163,7 +183,7 @@ class ExportDialog(QDialog):
 
         ``run_index`` preselects that exact run (a repeat), else the best run of ``batch_size``.
         """
-        folder = Path(folder)
+        folder = Path(folder).absolute()
         try:
             record = rec.load(folder)
         except rec.RecordError as exc:
@@ -171,6 +191,8 @@ class ExportDialog(QDialog):
             return False
         self.experiment_dir, self.record = folder, record
         self.folder_edit.setText(str(folder))
+        size = (record.get("config") or {}).get("image_size")
+        self.note.setText(expects(size if isinstance(size, int) else None))
         repeats = int(record.get("config", {}).get("repeats", 1) or 1)
         runs = [r for r in record["runs"] if r.get("checkpoint") and r.get("best")]
         runs.sort(key=lambda r: -(r["best"].get("val_accuracy") or 0.0))
@@ -212,7 +234,7 @@ class ExportDialog(QDialog):
     def _browse_target(self) -> None:
         folder, _ = QFileDialog.getSaveFileName(self, "Export folder", self.target_edit.text())
         if folder:
-            self.target_edit.setText(folder)
+            self.target_edit.setText(str(Path(folder).absolute()))
 
     # -- exporting --------------------------------------------------------------------------------
 
@@ -220,6 +242,10 @@ class ExportDialog(QDialog):
         run, fmt, target = self.selected_run(), self.selected_format(), self.target_edit.text().strip()
         if self.experiment_dir is None or run is None or not target or self.job is not None:
             return
+        target = str(Path(target).expanduser().absolute())
+        self.target_edit.setText(target)
+        self.result = None
+        self.open_button.hide()
         if self.availability.get(fmt):
             self._show_status(f"{FORMAT_LABELS[fmt]} is unavailable: {self.availability[fmt]}", ok=False)
             return
@@ -243,9 +269,19 @@ class ExportDialog(QDialog):
 
     def _on_exported(self, result: ExportResult) -> None:
         self.result = result
-        self._show_status(f"Exported to {result.target}. {result.verification.message()}.",
+        self._show_status(f"Exported to {Path(result.target).absolute()}. {result.verification.message()}.",
                           ok=result.verification.matched)
+        self.open_button.show()
         self.exported.emit(result)
+
+    def folder_url(self) -> Optional[QUrl]:
+        """The export folder as a file URL (None before a successful export)."""
+        return QUrl.fromLocalFile(str(Path(self.result.target).absolute())) if self.result is not None else None
+
+    def open_folder(self) -> bool:
+        """Show the export folder in the desktop's file manager."""
+        url = self.folder_url()
+        return url is not None and QDesktopServices.openUrl(url)
 
     def _on_job_finished(self) -> None:
         self.job.wait()  # finished() fires just before the thread ends

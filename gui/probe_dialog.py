@@ -1,7 +1,10 @@
 """The throughput probe in the window: images/s and peak memory per batch size, plotted as it climbs.
 
 The probe trains real steps, so it runs on a background thread; the thread only emits
-plain data (LogMessage events, point dicts, the result dict) and the dialog draws.
+plain data (LogMessage events, point dicts, the result dict) and the dialog draws. Until the first
+size is measured the plots are replaced by words saying what will appear. Its colours are neutral
+greys and a dark red, none of them a batch size's colour (gui.palette). The answer says what ended
+the ladder: memory, the training set's size (``limited_by``), the sizes asked for, or the user.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDialog,
+    QStackedWidget,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -29,10 +33,15 @@ from engine.artifacts.safe_load import first_line
 from engine.config import ConfigError
 from engine.data.scan import DatasetError
 from engine.stop import StopToken
+from gui.plot_axes import LabelledAxis
 
-OK_COLOUR = "#0072B2"
-BAD_COLOUR = "#D55E00"
-FIT_COLOUR = "#009E73"
+OK_COLOUR = "#3A3A3A"  # neutral: not one of the batch sizes' colours
+BAD_COLOUR = "#B2182B"
+FIT_COLOUR = "#6B6B6B"
+EMPTY_TEXT = ("Press Start. For each batch size (8, 16, 32, …) the probe trains a few real steps and plots here "
+              "how many images per second it trains and how much memory it needs at its peak. It stops at the "
+              "first size that runs out of memory or over the budget, or when a batch would be larger than the "
+              "training set.")
 MAX_BUDGET_MB = 10_000_000
 
 
@@ -95,13 +104,15 @@ class ProbeDialog(QDialog):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop)
-        self.status = QLabel("Trains a few real steps at each batch size (8, 16, 32, ...) until memory runs out.")
+        self.status = QLabel("Trains a few real steps at each batch size (8, 16, 32, ...) until memory or the "
+                             "training set runs out.")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
         self.log.setFixedHeight(90)
+        self.log.hide()  # an empty box says nothing; it appears with the first line
 
         self.speed_plot, speed_widget = _plot("Throughput", "images / s")
         self.memory_plot, memory_widget = _plot("Peak memory", "MB")
@@ -117,20 +128,30 @@ class ProbeDialog(QDialog):
         form = QFormLayout()
         form.addRow("Data", QLabel(f"{data_dir}  ({image_size} px)"))
         form.addRow("Memory budget", self.budget)
-        form.addRow("Saved to", QLabel(str(self.experiment_dir / "probe.json") if self.experiment_dir
-                                       else "not saved (no experiment open)"))
+        form.addRow("Saved to", QLabel(str((self.experiment_dir / "probe.json").absolute()) if self.experiment_dir
+                                       else "not saved (no experiment open): the advice will not use it"))
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
-        plots = QHBoxLayout()
-        plots.addWidget(speed_widget)
-        plots.addWidget(memory_widget)
+        plots = QWidget()
+        row = QHBoxLayout(plots)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(speed_widget)
+        row.addWidget(memory_widget)
+        self.empty = QLabel(EMPTY_TEXT)
+        self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setStyleSheet("color: #444; font-size: 11pt; padding: 30px; background: #FAFAFA; "
+                                 "border: 1px dashed #BBB;")
+        self.plots = QStackedWidget()
+        self.plots.addWidget(self.empty)
+        self.plots.addWidget(plots)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
-        layout.addLayout(plots, 1)
+        layout.addWidget(self.plots, 1)
         layout.addWidget(self.log)
 
     # -- running ----------------------------------------------------------------------------------
@@ -163,6 +184,7 @@ class ProbeDialog(QDialog):
             self.status.setText("Stopping after the current step…")
 
     def on_event(self, event: Any) -> None:
+        self.log.show()
         self.log.appendPlainText(event.text)
 
     def on_point(self, point: dict[str, Any]) -> None:
@@ -209,6 +231,7 @@ class ProbeDialog(QDialog):
 
     def redraw(self) -> None:
         """Curves of every measured size; crosses over the budget; a line at the largest that fits."""
+        self.plots.setCurrentIndex(1 if self.points else 0)
         ok = [p for p in self.points if p["status"] == "ok"]
         measured = [p for p in self.points if p["images_per_s"] is not None]
         self.speed_curve.setData([_x(p) for p in measured], [p["images_per_s"] for p in measured])
@@ -223,7 +246,7 @@ class ProbeDialog(QDialog):
         ticks = [[(_x(p), str(p["batch_size"])) for p in self.points]]
         for plot, values in ((self.speed_plot, [p["images_per_s"] for p in measured]),
                              (self.memory_plot, [p["peak_memory_mb"] for p in with_peak])):
-            plot.getAxis("bottom").setTicks(ticks if self.points else None)
+            plot.getAxis("bottom").set_ticks(ticks[0] if self.points else [])
             if self.points:  # room for the marks' labels at both ends; y from zero, so ratios read true
                 plot.setXRange(min(_x(p) for p in self.points) - 0.5, max(_x(p) for p in self.points) + 0.5,
                                padding=0)
@@ -231,10 +254,12 @@ class ProbeDialog(QDialog):
                 plot.setYRange(0, max(values) * 1.15, padding=0)
         if ok:
             fits = max(p["batch_size"] for p in ok)
+            ended = ending(self.result) if self.result is not None else None
+            words = "largest that fits" if ended == "memory" else "largest measured"
             for plot in (self.speed_plot, self.memory_plot):
                 self._mark(plot, pg.InfiniteLine(pos=math.log2(fits), angle=90,
                                                  pen=pg.mkPen(FIT_COLOUR, width=1, style=Qt.PenStyle.DashLine),
-                                                 label=f"largest that fits: {fits}",
+                                                 label=f"{words}: {fits}",
                                                  labelOpts={"position": 0.92, "color": FIT_COLOUR}))
         for p in self.points:
             if p["status"] != "ok" and p["peak_memory_mb"] is None:  # ran out before any peak was measured
@@ -252,14 +277,41 @@ class ProbeDialog(QDialog):
         self.marks.append((plot, line))
 
 
+def ending(result: dict[str, Any]) -> Optional[str]:
+    """What ended the ladder: the probe's ``limited_by`` (memory, data, sizes, failed, stopped); for a
+    result without it, "memory" when the last size did not fit and None (not known) otherwise."""
+    if result.get("limited_by"):
+        return str(result["limited_by"])
+    last = result["points"][-1] if result.get("points") else None
+    return "memory" if last is not None and last["status"] in ("out_of_memory", "over_budget") else None
+
+
 def summary(result: dict[str, Any], stopped: bool) -> str:
+    """The answer in words, true to what ended the ladder (a ladder that stopped at the training set's
+    size says so, instead of calling its last size the largest that fits)."""
     fits = result["max_fitting_batch"]
-    last = result["points"][-1] if result["points"] else None
-    text = (f"Largest batch size that fits: {fits}." if fits is not None else "No batch size fits.")
+    points = result.get("points") or []
+    last = points[-1] if points else None
+    ended = "stopped" if stopped else ending(result)
+    peak = next((p["peak_memory_mb"] for p in points if p["batch_size"] == fits), None)
+    budget = result.get("memory_budget_mb")
+    memory = (f" Peak memory at {fits}: {peak:,.0f} MB" + (f" of a {budget:,.0f} MB budget." if budget else ".")
+              if peak is not None else "")
+    if fits is None:
+        text = "Stopped before any batch size was measured." if ended == "stopped" else "No batch size fits."
+    elif ended == "memory":
+        text = f"Largest batch size that fits: {fits}."
+    elif ended == "data":
+        samples = result.get("train_samples")
+        images = f" of {samples:,} images" if isinstance(samples, int) else ""
+        text = (f"Every batch size up to {fits} fits: limited by the data, not by memory. The training set{images} "
+                f"ends the ladder (a larger batch would only repeat images).{memory}")
+    elif ended == "stopped":
+        text = f"Stopped by the user; the sizes measured so far are shown. Every one fits, up to {fits}.{memory}"
+    else:
+        text = f"Every batch size tried fits, up to {fits}; larger ones were not tried.{memory}"
     if last is not None and last["status"] != "ok":
         text += f" Batch size {last['batch_size']}: {last['status'].replace('_', ' ')} ({last['error']})."
-    if stopped:
-        text += " Stopped by the user; the sizes measured so far are shown."
     return f"{text}\n{result['device']}, {result['precision']}, {result['image_size']} px."
 
 
@@ -268,11 +320,11 @@ def _x(point: dict[str, Any]) -> float:
 
 
 def _plot(title: str, y_label: str) -> tuple[pg.PlotItem, pg.PlotWidget]:
-    widget = pg.PlotWidget(background="w")
+    widget = pg.PlotWidget(background="w", axisItems={"bottom": LabelledAxis("bottom")})
     widget.setMinimumSize(300, 220)
     plot = widget.getPlotItem()
     plot.setTitle(title, color="#222", size="10pt")
-    plot.setLabel("bottom", "batch size (log2 scale)")
+    plot.setLabel("bottom", "batch size")
     plot.setLabel("left", y_label)
     plot.showGrid(x=True, y=True, alpha=0.18)
     for side in ("left", "bottom"):

@@ -1,4 +1,4 @@
-"""The export dialog, evaluation view, predict panel and plot/CSV saving, driven as a user would."""
+"""The export dialog, the report export and plot saving, driven as a user would, on a real tiny run."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import QObject, Qt, QUrl, Slot  # noqa: E402
+from PySide6.QtGui import QDesktopServices  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from engine.artifacts.evaluate import ValidationSet, evaluate  # noqa: E402
-from engine.artifacts.export import FORMATS  # noqa: E402
-from gui.evaluation_view import EvaluationView  # noqa: E402
-from gui.export_dialog import ExportDialog, save_plot  # noqa: E402
-from gui.predict_panel import PredictPanel  # noqa: E402
+from engine.artifacts.export import FORMATS, PREPROCESSING  # noqa: E402
+from gui.export_dialog import ExportDialog, run_label, save_plot  # noqa: E402
+from gui.report_export import ReportExport, default_report_path, export_report  # noqa: E402
 from tests.helpers import write_image_folder  # noqa: E402
 
 
@@ -35,26 +34,70 @@ def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_experiment(config)
 
 
-def test_export_dialog_exports_and_reports_the_check(qtbot, experiment: Path) -> None:
-    dialog = ExportDialog(experiment)
+class Opened(QObject):
+    """Stands in for the desktop: records the URLs QDesktopServices.openUrl would have launched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
+
+
+@pytest.fixture
+def opened(qapp):
+    handler = Opened()
+    QDesktopServices.setUrlHandler("file", handler, "open")
+    yield handler
+    QDesktopServices.unsetUrlHandler("file")
+
+
+@pytest.mark.slow
+def test_export_dialog_exports_and_offers_the_folder(qtbot, experiment: Path, opened: Opened, monkeypatch) -> None:
+    monkeypatch.chdir(experiment.parent)
+    dialog = ExportDialog(Path(experiment.name))  # a relative path in, absolute paths shown
     qtbot.addWidget(dialog)
-    assert dialog.run_combo.count() == 1 and "batch size 4" in dialog.run_combo.currentText()
+    assert dialog.experiment_dir == experiment and dialog.folder_edit.text() == str(experiment)
+    assert dialog.run_combo.count() == 1
+    label = dialog.run_combo.currentText()
+    accuracy = dialog.selected_run()["best"]["val_accuracy"]
+    assert label.startswith("batch size 4, lr 0.001: val accuracy ") and f"{100 * accuracy:.1f}%" in label
+    assert f"{accuracy:.3f}" not in label
     for i, fmt in enumerate(FORMATS):  # every format listed; only the installable ones selectable
         item = dialog.format_combo.model().item(i)
         assert item.isEnabled() == (dialog.availability[fmt] is None)
     dialog.set_format("keras")
     assert dialog.target_edit.text() == str(experiment / "exports" / "bs4-keras")
+    assert Path(dialog.target_edit.text()).is_absolute()
+    note = dialog.note.text()
+    assert "RGB images resized to 32 × 32 pixels" in note and "0–255" in note and "NHWC" not in note
+    assert PREPROCESSING in dialog.note.toolTip() and "palette(mid)" not in dialog.note.styleSheet()
+    assert dialog.open_button.isHidden() and dialog.folder_url() is None
+
     with qtbot.waitSignal(dialog.exported, timeout=120_000) as blocker:
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     result = blocker.args[0]
     assert result.verification.matched
     qtbot.waitUntil(lambda: dialog.job is None and dialog.export_button.isEnabled(), timeout=10_000)
     assert "predictions match the checkpoint" in dialog.status.text()
+    assert f"Exported to {experiment / 'exports' / 'bs4-keras'}." in dialog.status.text()
     assert "writing Keras" in dialog.log.toPlainText()
     meta = json.loads((experiment / "exports" / "bs4-keras" / "batchlab_export.json").read_text())
     assert meta["classes"] == ["class_0", "class_1"]
 
+    assert not dialog.open_button.isHidden()
+    qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)
+    assert [u.toLocalFile() for u in opened.urls] == [str(experiment / "exports" / "bs4-keras")]
 
+
+def test_run_label_in_percent():
+    run = {"batch_size": 32, "lr": 0.0003, "repeat": 1, "best": {"val_accuracy": 0.76, "epoch": 12}}
+    assert run_label(run, repeats=2) == "batch size 32, lr 0.0003, repeat 2: val accuracy 76.0% (epoch 12)"
+
+
+@pytest.mark.slow
 def test_export_dialog_refusal_is_shown_not_raised(qtbot, experiment: Path, tmp_path: Path) -> None:
     dialog = ExportDialog(experiment)
     qtbot.addWidget(dialog)
@@ -63,6 +106,7 @@ def test_export_dialog_refusal_is_shown_not_raised(qtbot, experiment: Path, tmp_
     dialog.start_export()
     qtbot.waitUntil(lambda: dialog.job is None, timeout=60_000)
     assert "holds no earlier export" in dialog.status.text() and dialog.result is None
+    assert dialog.open_button.isHidden()
     assert (tmp_path / "own.txt").read_text() == "mine"
 
     broken = tmp_path / "broken"
@@ -72,44 +116,31 @@ def test_export_dialog_refusal_is_shown_not_raised(qtbot, experiment: Path, tmp_
     assert "cannot be read as JSON" in dialog.status.text()
 
 
-def test_evaluation_view_shows_matrix_metrics_and_mistakes(qtbot, tmp_path: Path) -> None:
-    image = tmp_path / "wrong.png"
-    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(image)
-    validation = ValidationSet(np.zeros((3, 8, 8, 3), np.uint8), np.array([0, 1, 1]),
-                               ["a.png", "wrong.png", "c.png"], ["cat", "dog"], tmp_path, True)
-    evaluation = evaluate(np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]), validation)
-    view = EvaluationView()
-    qtbot.addWidget(view)
-    view.set_evaluation(evaluation, {"batch_size": 16})
-    assert view.confusion.item(1, 0).text() == "1" and view.confusion.item(0, 0).text() == "1"
-    assert view.metrics.item(1, 0).text() == "dog" and view.metrics.item(1, 2).text() == "50.0%"
-    assert view.mistakes.count() == 1 and "cat 80%" in view.mistakes.item(0).text()
-    assert not view.mistakes.item(0).icon().isNull()
-    assert "66.7%" in view.title.text()
+@pytest.mark.slow
+def test_report_is_written_off_the_gui_thread_and_offered(qtbot, experiment: Path, tmp_path: Path,
+                                                          opened: Opened, monkeypatch) -> None:
+    assert default_report_path(experiment) == experiment / f"{experiment.name}-report.html"
+    target = tmp_path / "chosen"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(target), ""))
+    parent = pg.QtWidgets.QWidget()
+    qtbot.addWidget(parent)
+    exporter = export_report(parent, experiment)
+    with qtbot.waitSignal(exporter.written, timeout=120_000) as blocker:
+        pass
+    written = blocker.args[0]
+    assert written == tmp_path / "chosen.html" and written.read_text().lstrip().lower().startswith("<!doctype html")
+    qtbot.waitUntil(lambda: exporter.offer is not None and exporter.job is None, timeout=10_000)
+    opener = next(b for b in exporter.offer.buttons() if b.text() == "Open in browser")
+    opener.click()
+    assert [u.toLocalFile() for u in opened.urls] == [str(written)]
+    exporter.offer.close()
 
-
-def test_evaluation_view_evaluates_a_real_run(qtbot, experiment: Path) -> None:
-    from engine.record import store as rec
-
-    record = rec.load(experiment)
-    view = EvaluationView()
-    qtbot.addWidget(view)
-    view.show_run(experiment, record, record["runs"][0])
-    qtbot.waitUntil(lambda: view.evaluation is not None and view.job is None, timeout=120_000)
-    assert int(view.evaluation.confusion.sum()) == record["dataset"]["val_count"]
-    assert view.confusion.rowCount() == 2
-
-
-def test_predict_panel_classifies_dropped_paths(qtbot, experiment: Path) -> None:
-    panel = PredictPanel()
-    qtbot.addWidget(panel)
-    panel.set_model(experiment, batch_size=4)
-    folder = experiment.parent.parent / "data" / "class_1"
-    with qtbot.waitSignal(panel.predicted, timeout=120_000) as blocker:
-        panel.predict_paths([folder])
-    results = blocker.args[0]
-    assert len(results) == 6 and all(r.class_name in ("class_0", "class_1") for r in results)
-    assert panel.list.count() == 6 and "%" in panel.list.item(0).text()
+    failing = ReportExport()
+    with qtbot.waitSignal(failing.failed, timeout=60_000) as blocker:
+        failing.start(tmp_path / "no-experiment", tmp_path / "r.html")
+    assert str(tmp_path / "r.html") in blocker.args[0]
+    failing.wait()
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_save_plot_writes_png_and_svg(qtbot, tmp_path: Path) -> None:

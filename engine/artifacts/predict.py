@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -26,6 +26,7 @@ META_NAME = "batchlab_export.json"
 MODEL_FILES = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}
 MAX_META_BYTES = 1 * 2**20
 MAX_IMAGES = 100_000
+TOP_K = 3
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Prediction:
     class_name: Optional[str]
     confidence: Optional[float]
     error: Optional[str] = None  # why the file could not be classified
+    top: list[tuple[str, float]] = field(default_factory=list)  # the TOP_K likeliest classes, likeliest first
 
     def line(self) -> str:
         if self.error:
@@ -242,7 +244,7 @@ def predict_files(predictor: Predictor, paths: list[Path], chunk: int = 256) -> 
             continue
         probabilities = predictor.probabilities(np.stack(pixels).astype(np.float32))
         for row, i in enumerate(usable):
-            best = int(probabilities[row].argmax())
-            results[i].class_name = predictor.classes[best]
-            results[i].confidence = float(probabilities[row, best])
+            ranked = np.argsort(-probabilities[row], kind="stable")[:TOP_K]
+            results[i].top = [(predictor.classes[int(k)], float(probabilities[row, k])) for k in ranked]
+            results[i].class_name, results[i].confidence = results[i].top[0]
     return results
