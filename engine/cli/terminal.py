@@ -108,7 +108,8 @@ def results_table(record: dict[str, Any]) -> str:
     rows = [header]
     for run in record["runs"]:
         best = run.get("best") or {}
-        status = run["status"] + (f" ({run['error']})" if run.get("error") and run["status"] == "failed" else "")
+        status = run["status"] + (f" ({run['error']})" if run.get("error") and run["status"] == "failed" else
+                                  f" ({fate})" if (fate := trial_fate(run)) else "")
         rows.append((
             str(run["batch_size"]) + (f" r{run['repeat'] + 1}" if record["config"].get("repeats", 1) > 1 else ""),
             fmt_pct(best.get("val_accuracy")),
@@ -124,6 +125,15 @@ def results_table(record: dict[str, Any]) -> str:
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)
+
+
+def trial_fate(run: dict[str, Any]) -> str:
+    """Why a tuning trial ended short of its budget: 'halved at rung 1', 'dead', 'diverged', 'early stopped'."""
+    trial = run.get("trial") or {}
+    reason, rung = trial.get("stop_reason"), trial.get("stopped_at_rung")
+    if reason in (None, "completed", "stopped", "failed"):
+        return ""
+    return reason.replace("_", " ") + (f" at rung {rung + 1}" if reason == "halved" and rung is not None else "")
 
 
 def fmt_reach(reach: Optional[dict[str, Any]], target: Optional[float]) -> str:

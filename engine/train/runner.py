@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from engine import atomic
-from engine.analysis.diagnosis import explain
+from engine.analysis.diagnosis import explain, is_dead
 from engine.data.pipeline import Augmentation, build_augmenter, make_dataset
 from engine.events import Event, LogMessage, RecordUpdated, RunFinished, RunPaused, RunStarted
 from engine.record import store as rec
@@ -73,6 +73,8 @@ class Trainer:
         state_file: Optional[str] = None
         try:
             reason, state_file = self.fit(run, run_dir, until_epoch)
+            if reason and is_dead(run.get("history") or [], self.record.get("dataset")):
+                reason = "dead"  # patience (or the budget) ended a network that never left chance
             outcome = ("completed", reason, None) if reason else ("pending", None, None)
         except (StopRequested, KeyboardInterrupt) as exc:
             if isinstance(exc, KeyboardInterrupt):
@@ -111,8 +113,8 @@ class Trainer:
         state = rec.inside(self.dir, run.get("state_file"))
         if state is not None and state.is_file():
             state.unlink()
-        if reason == "diverged" and note is None:
-            note = explain("diverged", run, self.record)
+        if reason in ("diverged", "dead") and note is None:
+            note = explain(reason, run, self.record)
         ended_early = reason not in ("completed", "early_stopped")
         trial = {"rung": self._rung(run), "stopped_at_rung": self._rung(run) if ended_early else None,
                  "stop_reason": reason, "note": note}
