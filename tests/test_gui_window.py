@@ -167,7 +167,8 @@ def test_first_launch_draws_the_demo_data_in_the_background(qtbot, make_window, 
     assert len(window.data_panel.report.classes) == 5
     assert any("demo data" in line for line in window.log.lines())
     assert window.start_action.isEnabled()
-    assert window.settings_panel.image_size.value() == 32  # the demo's size, not the seed's 150 px
+    assert window.settings_panel.image_size.text() == "auto"  # no special case: auto is the demo's 32 px
+    assert window.settings_panel.image_size_for(window.data_panel.folder()) == 32
 
 
 def test_choosing_a_folder_while_the_demo_set_is_drawn_wins(qtbot, make_window, tmp_path, images):
@@ -310,8 +311,8 @@ def test_a_run_fills_every_plot_and_the_table(qtbot, make_window, images):
             assert list(x) == [1, 2, 3]
             assert len(y) == 3
             assert curve.opts["pen"].color() == colours[run["batch_size"]]
-        curves = [i for i in window.curves.plots[key].listDataItems() if isinstance(i, pg.PlotDataItem)]
-        assert len(curves) == 2  # one long-lived curve per batch size
+        curves = [i for i in window.curves.plots[key].listDataItems() if isinstance(i, pg.PlotDataItem) and i.name()]
+        assert len(curves) == 2  # one long-lived curve per batch size (plus the unnamed provisional one)
     assert window.curves.legend.entries == ["batch 8", "batch 32"]
 
     table = window.table
@@ -426,7 +427,7 @@ def test_opening_an_interrupted_experiment_shows_what_was_recorded(qtbot, make_w
     window = make_window(data_dir=images)
     ready(qtbot, window)
     window.side_tabs.setCurrentWidget(window.history)
-    assert window.history.tree.topLevelItem(0).text(1) == "interrupted"
+    assert window.history.tree.topLevelItem(0).text(2) == "interrupted"
     window.history.tree.setCurrentItem(window.history.tree.topLevelItem(0))
     window.history.open_button.click()
 
@@ -519,7 +520,7 @@ def test_per_run_actions_follow_the_selection(qtbot, make_window, images):
     assert all(action.isEnabled() for action in window.save_plot_actions.values())
     window.table.selectRow(0)
     assert not window.export_action.isEnabled()  # the scripted runs saved no checkpoint
-    assert "Select a run with a saved checkpoint" in window.export_action.toolTip()
+    assert "The selected run has no saved checkpoint" in window.export_action.toolTip()
     window.views.setCurrentWidget(window.evaluation_view)
     assert "has no finished checkpoint yet" in window.evaluation_view.title.text()
     assert window.evaluation_view.job is None
