@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +29,23 @@ from engine.events import ExperimentStarted
 TICK_MS = 10
 SCAN_TIMEOUT_S = 120.0
 STALL_LIMIT_MS = 200.0
+# A second process ticking the same way, with no Python lock to share: its gaps are the machine's (other
+# processes holding both cores), not the window's. Gaps are printed as "start end" lines, perf_counter
+# (CLOCK_MONOTONIC: the same clock in every process) seconds; it ends when its flag file is removed.
+CONTROL = """
+import os, sys, time
+flag, limit = sys.argv[1], float(sys.argv[2]) / 1000
+last, gaps, count = time.perf_counter(), [], 0
+while True:
+    time.sleep(0.01)
+    now = time.perf_counter()
+    if now - last - 0.01 > limit:
+        gaps.append((last, now))
+    last, count = now, count + 1
+    if count % 20 == 0 and not os.path.exists(flag):
+        break
+print("\\n".join(f"{a} {b}" for a, b in gaps))
+"""
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class WindowFigures:
     stall_max_ms: float
     ticks: int
     stalls: list[tuple[float, float, str]] = field(default_factory=list)  # (s after Start, ms late, what ran)
+    own_max_ms: float = 0.0  # the longest stall while the machine itself was not stalling a control process
 
 
 def stall_figures(ticks: list[float], interval_ms: float = TICK_MS) -> tuple[float, float]:
@@ -48,15 +67,31 @@ def stall_figures(ticks: list[float], interval_ms: float = TICK_MS) -> tuple[flo
 
 
 def long_stalls(ticks: list[float], marks: list[tuple[float, str]], start: float, limit_ms: float,
-                interval_ms: float = TICK_MS) -> list[tuple[float, float, str]]:
-    """Every gap over ``limit_ms``: when (s after Start), how late (ms), and what the window handled in it."""
+                machine: list[tuple[float, float]], interval_ms: float = TICK_MS) -> list[tuple[float, float, str]]:
+    """Every gap over ``limit_ms``: when (s after Start), how late (ms), and what the window handled in it
+    (and "machine busy" when the control process stalled at the same time)."""
     found = []
     for before, after in zip(ticks, ticks[1:]):
         late = (after - before) * 1000.0 - interval_ms
         if late > limit_ms:
             seen = sorted({name for when, name in marks if before - 0.05 <= when <= after})
+            if _overlap(before, after, machine) > 0.5 * (after - before):
+                seen.append("machine busy: the control process stalled too")
             found.append((before - start, late, ", ".join(seen) or "no window event"))
     return found
+
+
+def _overlap(low: float, high: float, gaps: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(high, b) - max(low, a)) for a, b in gaps)
+
+
+def own_stall_max(ticks: list[float], machine: list[tuple[float, float]], interval_ms: float = TICK_MS) -> float:
+    """The longest stall of the window that the control process did not share (ms, beyond the interval)."""
+    worst = 0.0
+    for before, after in zip(ticks, ticks[1:]):
+        own = (after - before - _overlap(before, after, machine)) * 1000.0 - interval_ms
+        worst = max(worst, own)
+    return worst
 
 
 def measure_window(config: ExperimentConfig, preload: bool = True, limit_ms: float = 100.0) -> WindowFigures:
@@ -96,6 +131,10 @@ def measure_window(config: ExperimentConfig, preload: bool = True, limit_ms: flo
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         loop = QEventLoop()
         folders: list[str] = []
+        flag = Path(tmp) / "control-running"
+        flag.touch()
+        control = subprocess.Popen([sys.executable, "-c", CONTROL, str(flag), str(limit_ms / 2)],
+                                   stdout=subprocess.PIPE, text=True)
         timer.start()
         app.processEvents()
         start = time.perf_counter()
@@ -114,13 +153,16 @@ def measure_window(config: ExperimentConfig, preload: bool = True, limit_ms: flo
         worker.finished.connect(loop.quit)
         loop.exec()
         timer.stop()
+        flag.unlink()
+        output, _ = control.communicate(timeout=30)
+        machine = [(float(a), float(b)) for a, b in (line.split() for line in output.splitlines() if line.strip())]
         app.processEvents()
         window.close()
         if not folders:
             raise RuntimeError("bench: training inside the window created no experiment")
         p99, worst = stall_figures(ticks)
         return WindowFigures(last_epoch_rate(Path(folders[0])), p99, worst, len(ticks),
-                             long_stalls(ticks, marks, start, limit_ms))
+                             long_stalls(ticks, marks, start, limit_ms, machine), own_stall_max(ticks, machine))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -147,7 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  stall {late:6.0f} ms at {when:6.1f} s after Start ({what})")
     verdict = "pass" if figures.stall_max_ms < STALL_LIMIT_MS else "FAIL"
     print(f"longest stall {figures.stall_max_ms:.0f} ms (p99 {figures.stall_p99_ms:.1f} ms, {figures.ticks} ticks), "
-          f"target < {STALL_LIMIT_MS:.0f} ms: {verdict}; measured by: {command}")
+          f"target < {STALL_LIMIT_MS:.0f} ms: {verdict}; the longest not shared by a control process on the same "
+          f"machine: {figures.own_max_ms:.0f} ms; measured by: {command}")
     return 0 if verdict == "pass" else 1
 
 

@@ -160,6 +160,7 @@ class Trace:
     items: dict[str, pg.PlotDataItem] = field(default_factory=dict)
     star: Optional[pg.ScatterPlotItem] = None
     strong: bool = True
+    look: Optional[tuple] = None  # what its pens were last set from: pens change only when this does
 
 
 @dataclass
@@ -188,6 +189,8 @@ class CurvesView(QWidget):
         self._auto_accuracy = False
         self._log_loss = False
         self._progress: dict[int, list[dict[str, float]]] = {}  # run_index -> provisional points this epoch
+        self._accuracy_range: Optional[tuple[float, float]] = None  # last range set: unchanged, not set again
+        self._legend_key: Optional[tuple] = None
 
         self.x_selector = QComboBox()
         for key, (text, _label) in X_AXES.items():
@@ -292,6 +295,7 @@ class CurvesView(QWidget):
         """Accuracy axes fixed at 0-100 % (default) or zoomed to the data, training and validation alike."""
         self._auto_accuracy = on
         self.auto_zoom_action.setChecked(on)
+        self._accuracy_range = None
         self._fit_accuracy_range()
 
     def set_log_loss(self, on: bool) -> None:
@@ -344,6 +348,7 @@ class CurvesView(QWidget):
         if key != self._layout_key:
             self._rebuild()
             self._layout_key = key
+            self._accuracy_range = None
         self._redraw()
 
     def update_run(self, run: dict[str, Any]) -> None:
@@ -456,6 +461,12 @@ class CurvesView(QWidget):
         self._update_legend(colours)
 
     def _update_legend(self, colours: Optional[dict[int, QColor]] = None) -> None:
+        best = [best_by_batch(s.runs) for s in self._shown]
+        key = (tuple(sorted(b.items())) for b in best)
+        legend_key = (tuple(key), tuple(s.name for s in self._shown), tuple(len(s.runs) for s in self._shown))
+        if colours is None and legend_key == self._legend_key:
+            return
+        self._legend_key = legend_key
         colours = colours or batch_colours([r["batch_size"] for s in self._shown for r in s.runs])
         entries = []
         for size, colour in colours.items():
@@ -481,7 +492,8 @@ class CurvesView(QWidget):
             self._restyle(position)
             for size in {r["batch_size"] for r in shown.runs}:
                 self._draw_bands(position, size)
-        self._draw_progress(None)
+        running = next(reversed(self._progress), None)  # the run whose epoch is under way
+        self._draw_progress(self._traces.get((0, running)) if running is not None else None)
         self._fit_accuracy_range()
 
     def _draw_trace(self, trace: Trace) -> None:
@@ -516,6 +528,10 @@ class CurvesView(QWidget):
                 continue
             trace.strong = index in best
             chosen = position == 0 and index == self._highlighted
+            look = (trace.strong, chosen, repeats, len(self._shown))
+            if look == trace.look:
+                continue  # setting the same pens again costs a redraw of every item
+            trace.look = look
             colour = QColor(trace.colour)
             if repeats or not trace.strong:
                 if not chosen:
@@ -550,10 +566,10 @@ class CurvesView(QWidget):
             start_x, start_y = series({"history": history[-1:]}, self._x_key, key, scale)
             x = np.concatenate([start_x, [p[self._x_key] for p in points]])
             y = np.concatenate([start_y, [scale * p[field_name] for p in points]])
-            colour = QColor(trace.colour)
-            item.setPen(pg.mkPen(colour, width=1.2, style=Qt.PenStyle.DotLine))
+            if item.opts["pen"].color() != trace.colour:
+                item.setPen(pg.mkPen(trace.colour, width=1.2, style=Qt.PenStyle.DotLine))
             item.setData(x, y)
-        if points:
+        if points and self._auto_accuracy:
             self._fit_accuracy_range()
 
     def _fit_accuracy_range(self) -> None:
@@ -567,6 +583,9 @@ class CurvesView(QWidget):
                 span = max(2.0, float(joined.max() - joined.min()))
                 low = max(0.0, float(joined.min()) - 0.08 * span)
                 high = min(100.0, float(joined.max()) + 0.08 * span)
+        if (low, high) == self._accuracy_range:
+            return
+        self._accuracy_range = (low, high)
         for key in ACCURACY_PLOTS:
             self.plots[key].setYRange(low, high, padding=0.02)
 
