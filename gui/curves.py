@@ -31,13 +31,15 @@ X_AXES: dict[str, tuple[str, str]] = {
     "elapsed": ("Wall-clock time", "wall-clock time (s)"),
 }
 
-# history key -> (title, y label, scale); accuracies are shown in percent
+# history key -> (title, y label, scale); accuracies are shown in percent. The y label names the plot:
+# a title above each plot would take a line of height from its data area.
 PLOTS: dict[str, tuple[str, str, float]] = {
-    "val_accuracy": ("Validation accuracy", "accuracy (%)", 100.0),
-    "accuracy": ("Training accuracy", "accuracy (%)", 100.0),
-    "val_loss": ("Validation loss", "cross-entropy loss", 1.0),
-    "loss": ("Training loss", "cross-entropy loss", 1.0),
+    "val_accuracy": ("Validation accuracy", "validation accuracy (%)", 100.0),
+    "accuracy": ("Training accuracy", "training accuracy (%)", 100.0),
+    "val_loss": ("Validation loss", "validation loss", 1.0),
+    "loss": ("Training loss", "training loss", 1.0),
 }
+BOTTOM_ROW = ("val_loss", "loss")  # only these name the x axis (the plots above share it)
 ACCURACY_PLOTS = ("val_accuracy", "accuracy")
 LOSS_PLOTS = ("val_loss", "loss")
 PROGRESS_PLOTS = {"loss": "loss", "accuracy": "accuracy"}  # plot -> BatchProgress field (training metrics)
@@ -50,7 +52,7 @@ HINT_EMPTY = "Start an experiment (Ctrl+R) or open one (Ctrl+O)."
 HINT_PLOTS = ("Hover a curve for its values; drag to pan, wheel to zoom, right-click for options; "
               "the “A” corner button re-fits.")
 REPEATS_NOTE = "line: mean over repeats · band: ± 1 std · faint: single repeats"
-TRIALS_NOTE = "strong: each batch size's best learning rate so far · faint dashed: its other learning rates"
+TRIALS_NOTE = "faint dashed: the other learning rates"
 FAINT_ALPHA = 70  # single repeats and other learning rates: visible, but the strong line reads first
 BAND_ALPHA = 45
 HOVER_PX = 24  # the read-out shows the nearest point within this many pixels of the pointer
@@ -216,12 +218,11 @@ class CurvesView(QWidget):
         self.provisional: dict[str, pg.PlotDataItem] = {}
         self._readouts: dict[str, tuple[pg.TextItem, pg.ScatterPlotItem]] = {}
         self._proxies: list[pg.SignalProxy] = []
-        for i, (key, (title, y_label, _scale)) in enumerate(PLOTS.items()):
+        for i, (key, (_title, y_label, _scale)) in enumerate(PLOTS.items()):
             widget = pg.PlotWidget(background="w", axisItems={"bottom": CountAxis(orientation="bottom")})
             widget.setMinimumSize(160, 120)
             widget.setToolTip(HINT_PLOTS)
             plot = widget.getPlotItem()
-            plot.setTitle(title, color="#222", size="10pt")
             plot.setLabel("left", y_label)
             plot.showGrid(x=True, y=True, alpha=0.18)
             for side in ("left", "bottom"):
@@ -673,8 +674,9 @@ class CurvesView(QWidget):
         self._fit_accuracy_range()
 
     def _update_x_labels(self) -> None:
-        for plot in self.plots.values():
+        for key, plot in self.plots.items():
             plot.setLabel("bottom", X_AXES[self._x_key][1])
+            plot.getAxis("bottom").showLabel(key in BOTTOM_ROW)
             plot.getAxis("bottom").whole_numbers = self._x_key != "elapsed"
 
 
@@ -710,6 +712,6 @@ class LegendBar(QLabel):
         parts += [f"<b>{marks[style]}</b>&nbsp;{name}" for name, style in experiments]
         html = " &nbsp; ".join(parts)
         if entries and notes:
-            html += "<br><span style='color:#666'>" + " · ".join(notes) + "</span>"
+            html += " &nbsp; <span style='color:#666'>" + " · ".join(notes) + "</span>"
         self.setText(html)
         self.setToolTip("\n".join(self.entries))

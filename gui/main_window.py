@@ -103,7 +103,7 @@ class MainWindow(SessionMixin, RunViewsMixin, DemoDataMixin, QMainWindow):
         self.notice: QLabel = self.notice_bar.label
         build_actions(self)
         window_layout.build_layout(self)
-        self._fit_timer = QTimer(self, singleShot=True, interval=0, timeout=self._fit_results_pane)
+        self._fit_timer = QTimer(self, singleShot=True, interval=0, timeout=lambda: self._fit_results_pane())
 
         self.data_panel.changed.connect(self._update_actions)
         self.data_panel.demo_requested.connect(self.use_demo_data)
@@ -167,8 +167,8 @@ class MainWindow(SessionMixin, RunViewsMixin, DemoDataMixin, QMainWindow):
         """Show or collapse the setup/history pane (View > Setup pane, F9)."""
         window_layout.set_side_visible(self, visible)
 
-    def _fit_results_pane(self) -> None:
-        window_layout.fit_results_pane(self)
+    def _fit_results_pane(self, rows: Optional[int] = None) -> None:
+        window_layout.fit_results_pane(self, rows)
 
     def _on_side_tab(self, index: int) -> None:
         if self.side_tabs.widget(index) is self.history:

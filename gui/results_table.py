@@ -236,9 +236,10 @@ class ResultsTable(QTableWidget):
                 f"reached {goal} at epoch {reach['epoch']}: {reach['steps']:,.0f} optimizer steps, "
                 f"{reach['samples']:,.0f} samples, {reach['seconds']:.1f} s")
 
-    def content_height(self) -> int:
-        """Height that shows every row without scrolling (header, rows, a horizontal scroll bar)."""
-        rows = sum(self.rowHeight(r) for r in range(self.rowCount())) or self.verticalHeader().defaultSectionSize()
+    def content_height(self, rows: Optional[int] = None) -> int:
+        """Height that shows every row (or ``rows`` rows) without scrolling: header, rows, a scroll bar."""
+        count = self.rowCount() if rows is None else rows
+        rows = max(1, count) * self.verticalHeader().defaultSectionSize()
         return (self.horizontalHeader().height() + rows + 2 * self.frameWidth()
                 + self.horizontalScrollBar().sizeHint().height())
 

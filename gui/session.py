@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 from typing import Any, Optional
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from engine import events as ev
@@ -23,6 +24,13 @@ from gui.engine_worker import TrainingWorker
 from gui.window_layout import NARROW
 
 LAST_EXPERIMENT_KEY = "experiment/last"
+START_DELAY_MS = 40
+
+
+def planned_trials(config: ExperimentConfig) -> int:
+    """How many trials (rows of the table) an experiment with ``config`` has."""
+    rates = len(config.lrs) if config.lrs else max(1, config.lr_grid)
+    return len(config.batch_sizes) * rates * max(1, config.repeats)
 
 
 class SessionMixin:
@@ -70,9 +78,12 @@ class SessionMixin:
         worker.failed.connect(self._on_failed)
         worker.finished.connect(self._on_worker_finished)
         self.worker = worker
-        worker.start()
         self._update_actions()
         self._show_title()
+        self._fit_results_pane(planned_trials(config))
+        # The window redraws itself first, then training starts: a redraw while the training thread
+        # loads the data would wait on it for Python's lock at every plot item's paint.
+        QTimer.singleShot(START_DELAY_MS, worker.start)
 
     def stop(self) -> None:
         if self.worker is not None and not self.worker.stop_token.is_set():

@@ -9,7 +9,7 @@ size is small enough for a 1024x640 screen.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QGuiApplication
@@ -29,6 +29,8 @@ SIDE_WIDTH = 340
 SIDE_MIN_WIDTH = 250
 NARROW = 1400  # below this window width, Start collapses the setup pane (the settings are locked anyway)
 RESULTS_SHARE = {"curves": 0.42, "runs": 0.30}  # largest share of the height the results pane takes
+SHORT = 700  # px of height for the plots and results together: below it, the results pane takes less
+SHORT_SHARE = 0.28
 
 
 def build_layout(w: Any) -> None:
@@ -59,11 +61,11 @@ def build_layout(w: Any) -> None:
     hide_side.clicked.connect(lambda: w.setup_action.setChecked(False))
     w.side_tabs.setCornerWidget(hide_side, Qt.Corner.TopRightCorner)
 
-    w.views = QTabWidget()
+    w.views = ViewTabs()
     w.views.addTab(w.curves, "Curves")
-    w.views.addTab(w.evaluation_view, "Evaluation")
-    w.views.addTab(w.predict_panel, "Try the model")
-    w.views.addTab(w.advice_panel, "Advisor")
+    for page, title in ((w.evaluation_view, "Evaluation"), (w.predict_panel, "Try the model"),
+                        (w.advice_panel, "Advisor")):
+        w.views.addTab(_scrolling(page), title)
     w.views.setTabToolTip(1, "Confusion matrix, per-class precision/recall and mistakes of the selected run")
     w.views.setTabToolTip(2, "Drop images to classify them with the selected run's best checkpoint")
     w.views.setTabToolTip(3, "Which batch size to use and why: time to target, critical batch size, "
@@ -73,28 +75,28 @@ def build_layout(w: Any) -> None:
     w.export_button = export_button
     csv_button = QToolButton()
     csv_button.setDefaultAction(w.save_csv_action)
-    buttons = QHBoxLayout()
-    buttons.setContentsMargins(0, 0, 0, 0)
-    buttons.addWidget(export_button)
-    buttons.addWidget(csv_button)
-    buttons.addStretch(1)
+    buttons = QWidget()  # beside the Results/Log tabs: no row of its own under the table
+    row = QHBoxLayout(buttons)
+    row.setContentsMargins(0, 0, 0, 2)
+    row.addWidget(export_button)
+    row.addWidget(csv_button)
     results = QWidget()
     results_layout = QVBoxLayout(results)
     results_layout.setContentsMargins(0, 0, 0, 0)
     results_layout.setSpacing(2)
     results_layout.addWidget(w.table, 1)
     results_layout.addWidget(w.summary)
-    results_layout.addLayout(buttons)
     w.details = QTabWidget()
     w.details.addTab(results, "Results")
     w.details.addTab(w.log, "Log")
+    w.details.setCornerWidget(buttons, Qt.Corner.TopRightCorner)
     w.details.setMinimumHeight(90)
     w.right_split = QSplitter(Qt.Orientation.Vertical)
     w.right_split.addWidget(w.views)
     w.right_split.addWidget(w.details)
     w.right_split.setStretchFactor(0, 1)
     w.right_split.setStretchFactor(1, 0)
-    w.right_split.setChildrenCollapsible(False)
+    w.right_split.setCollapsible(0, False)
     right = QWidget()
     right_layout = QVBoxLayout(right)
     right_layout.setContentsMargins(0, 0, 0, 0)
@@ -119,6 +121,31 @@ def build_layout(w: Any) -> None:
     w.details.currentChanged.connect(lambda _index: fit_results_pane(w))
 
 
+def _scrolling(page: QWidget) -> QScrollArea:
+    """A tab's page that scrolls when the window is smaller than the page's minimum, instead of making
+    the whole window's minimum larger than a small screen."""
+    area = QScrollArea()
+    area.setWidget(page)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
+
+
+class ViewTabs(QTabWidget):
+    """Tabs whose pages may sit in scroll areas; ``currentWidget``/``setCurrentWidget`` speak of the pages."""
+
+    def currentWidget(self) -> QWidget:  # noqa: N802 - Qt's name
+        page = super().currentWidget()
+        return page.widget() if isinstance(page, QScrollArea) else page
+
+    def setCurrentWidget(self, widget: QWidget) -> None:  # noqa: N802 - Qt's name
+        for index in range(self.count()):
+            page = self.widget(index)
+            if page is widget or (isinstance(page, QScrollArea) and page.widget() is widget):
+                self.setCurrentIndex(index)
+                return
+
+
 def set_side_visible(w: Any, visible: bool) -> None:
     """Show or collapse the setup/history pane (the splitter remembers its width)."""
     sizes = w.main_split.sizes()
@@ -130,8 +157,10 @@ def set_side_visible(w: Any, visible: bool) -> None:
     w.side_tabs.setVisible(visible)
 
 
-def fit_results_pane(w: Any) -> None:
-    """The results pane as tall as its rows need (up to a share of the height), hidden on the Advisor."""
+def fit_results_pane(w: Any, rows: Optional[int] = None) -> None:
+    """The results pane as tall as its rows (or ``rows`` rows, those of a run about to start) need, up to a
+    share of the height; hidden on the Advisor. Sizes are set only when they change (each change lays out
+    and redraws every plot)."""
     view = w.views.currentWidget()
     needed = view is not w.advice_panel
     w.details.setVisible(needed)
@@ -144,11 +173,14 @@ def fit_results_pane(w: Any) -> None:
         height = int(0.35 * total)
     else:
         share = RESULTS_SHARE["curves" if view is w.curves else "runs"]
-        summary = w.summary.sizeHint().height() if w.summary.isVisibleTo(w) else 0
-        chrome = w.details.tabBar().sizeHint().height() + w.export_button.sizeHint().height() + 16
-        height = min(int(share * total), w.table.content_height() + summary + chrome)
+        share = min(share, SHORT_SHARE) if total < SHORT else share
+        summary = w.summary.heightForWidth(w.details.width()) if w.summary.isVisibleTo(w) else 0
+        chrome = max(w.details.tabBar().sizeHint().height(), w.export_button.sizeHint().height()) + 12
+        height = min(int(share * total), w.table.content_height(rows) + summary + chrome)
     height = max(w.details.minimumHeight(), height)
-    w.right_split.setSizes([max(1, total - height), height])
+    sizes = [max(1, total - height), height]
+    if w.right_split.sizes() != sizes:
+        w.right_split.setSizes(sizes)
 
 
 def fit_to_screen(w: Any, restored: bool) -> None:
