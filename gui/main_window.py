@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QSettings, QTimer
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QMessageBox
 
 from engine.config import ExperimentConfig
@@ -198,6 +198,10 @@ class MainWindow(SessionMixin, RunViewsMixin, DemoDataMixin, QMainWindow):
             if self.worker is not None:
                 name += " (running)"
         self.setWindowTitle(f"BatchLab — {name}")
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        window_layout.keep_on_screen(self)  # the frame's size is known only now
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)

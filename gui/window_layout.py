@@ -200,3 +200,21 @@ def fit_to_screen(w: Any, restored: bool) -> None:
     frame = QRect(0, 0, PREFERRED.width(), PREFERRED.height())
     frame.moveCenter(available.center())
     w.setGeometry(frame)
+
+
+def keep_on_screen(w: Any) -> None:
+    """Once shown (the window frame's size known): move and shrink the window so its frame is on the screen."""
+    screen = w.screen()
+    if screen is None or w.isMaximized() or w.isFullScreen():
+        return
+    available = screen.availableGeometry()
+    frame, inner = w.frameGeometry(), w.geometry()
+    if available.contains(frame):
+        return
+    left, top = inner.x() - frame.x(), inner.y() - frame.y()
+    right, bottom = frame.right() - inner.right(), frame.bottom() - inner.bottom()
+    width = min(inner.width(), available.width() - left - right)
+    height = min(inner.height(), available.height() - top - bottom)
+    x = min(max(frame.x(), available.x()), available.right() + 1 - width - left - right)
+    y = min(max(frame.y(), available.y()), available.bottom() + 1 - height - top - bottom)
+    w.setGeometry(x + left, y + top, width, height)
