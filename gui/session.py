@@ -147,7 +147,8 @@ class SessionMixin:
             self.show_notice("info", "Experiment stopped. Finished epochs are kept; reopen it from the History tab.")
         elif event.status == "failed":
             self.show_notice("error", "Every run failed; see the status column (hover) and the log.")
-        self.history.refresh()
+        if self.history.isVisible():  # else it refreshes when its tab is shown: reading every record takes time
+            self.history.refresh()
 
     def _on_failed(self, message: str, details: str) -> None:
         self.show_notice("error", message)
