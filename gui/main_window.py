@@ -50,11 +50,12 @@ _collector: Optional[GarbageCollector] = None
 SWITCH_INTERVAL_S = 0.0005
 
 
-def collect_garbage_in_gui_thread() -> None:
-    """Run Python's cycle collector only from the GUI thread's event loop (pyqtgraph's remedy).
+def prepare_python_for_the_window() -> None:
+    """Run Python's cycle collector only from the GUI thread's event loop (pyqtgraph's remedy), and
+    shorten the lock's switch interval (SWITCH_INTERVAL_S).
 
-    Left automatic, it runs in whichever thread happens to allocate, e.g. the folder scan or the
-    training thread, and destroying Qt objects there crashes the process (seen in the tests).
+    Left automatic, the collector runs in whichever thread happens to allocate, e.g. the folder scan
+    or the training thread, and destroying Qt objects there crashes the process (seen in the tests).
     """
     global _collector
     if _collector is None:
@@ -69,7 +70,7 @@ class MainWindow(SessionMixin, RunViewsMixin, DemoDataMixin, QMainWindow):
                  checkpoints: Path | str = "checkpoints", run: Optional[RunFunction] = None,
                  scan: Optional[Scan] = None, demo_per_class: int = DEFAULT_PER_CLASS) -> None:
         super().__init__()
-        collect_garbage_in_gui_thread()
+        prepare_python_for_the_window()
         self.settings = settings
         self.data_root = Path(data_root)
         self.checkpoints = Path(checkpoints)
@@ -104,6 +105,8 @@ class MainWindow(SessionMixin, RunViewsMixin, DemoDataMixin, QMainWindow):
         build_actions(self)
         window_layout.build_layout(self)
         self._fit_timer = QTimer(self, singleShot=True, interval=0, timeout=lambda: self._fit_results_pane())
+        self._pending_progress: Optional[Any] = None  # the latest BatchProgress not drawn yet
+        self._progress_timer = QTimer(self, singleShot=True, timeout=self._draw_progress)
 
         self.data_panel.changed.connect(self._update_actions)
         self.data_panel.demo_requested.connect(self.use_demo_data)

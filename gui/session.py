@@ -25,6 +25,7 @@ from gui.window_layout import NARROW
 
 LAST_EXPERIMENT_KEY = "experiment/last"
 START_DELAY_MS = 40
+PROGRESS_INTERVAL_MS = 500  # batch progress is drawn at most twice a second: each draw redraws two plots
 
 
 def planned_trials(config: ExperimentConfig) -> int:
@@ -109,9 +110,13 @@ class SessionMixin:
                                  f"{event.train_samples} training and {event.val_samples} validation images, "
                                  f"{event.device}, {event.precision}")
         elif isinstance(event, ev.BatchProgress):
-            self.curves.show_progress(event.run_index, event.epoch, event.step, event.steps_per_epoch, event.loss,
-                                      event.accuracy, event.elapsed_s)
+            self._pending_progress = event  # drawn by _draw_progress, at most every PROGRESS_INTERVAL_MS
+            if not self._progress_timer.isActive():
+                self._progress_timer.start(PROGRESS_INTERVAL_MS)
+            return
         elif self.record is not None:
+            if isinstance(event, (ev.EpochEnded, ev.RunPaused, ev.RunFinished)):
+                self._pending_progress = None  # its epoch is over: the point replaces the provisional line
             run = apply_event(self.record, event)
             if run is not None:
                 self.curves.update_run(run)
@@ -126,6 +131,15 @@ class SessionMixin:
                 self._on_experiment_finished(event)
         if not isinstance(event, ev.ExperimentFinished):  # after folding: the time left counts this event
             self.progress.on_event(event, self.record)
+
+    def _draw_progress(self) -> None:
+        """The latest batch progress: the provisional line in the plots and the progress strip."""
+        event, self._pending_progress = self._pending_progress, None
+        if event is None or self.worker is None:
+            return
+        self.curves.show_progress(event.run_index, event.epoch, event.step, event.steps_per_epoch, event.loss,
+                                  event.accuracy, event.elapsed_s)
+        self.progress.on_event(event, self.record)
 
     def _log_run_finished(self, event: ev.RunFinished) -> None:
         best = event.best or {}
