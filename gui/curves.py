@@ -34,10 +34,10 @@ X_AXES: dict[str, tuple[str, str]] = {
 # history key -> (title, y label, scale); accuracies are shown in percent. The y label names the plot:
 # a title above each plot would take a line of height from its data area.
 PLOTS: dict[str, tuple[str, str, float]] = {
-    "val_accuracy": ("Validation accuracy", "validation accuracy (%)", 100.0),
-    "accuracy": ("Training accuracy", "training accuracy (%)", 100.0),
-    "val_loss": ("Validation loss", "validation loss", 1.0),
-    "loss": ("Training loss", "training loss", 1.0),
+    "val_accuracy": ("Validation accuracy", "val. accuracy (%)", 100.0),
+    "accuracy": ("Training accuracy", "train accuracy (%)", 100.0),
+    "val_loss": ("Validation loss", "val. loss", 1.0),
+    "loss": ("Training loss", "train loss", 1.0),
 }
 BOTTOM_ROW = ("val_loss", "loss")  # only these name the x axis (the plots above share it)
 ACCURACY_PLOTS = ("val_accuracy", "accuracy")
@@ -485,7 +485,7 @@ class CurvesView(QWidget):
         repeats = any(len({r.get("repeat", 0) for r in s.runs}) > 1 for s in self._shown)
         trials = any(len({r.get("lr") for r in s.runs if r["batch_size"] == size}) > 1
                      for s in self._shown for size in {r["batch_size"] for r in s.runs})
-        notes = ([REPEATS_NOTE] if repeats else []) + ([TRIALS_NOTE] if trials else [])
+        notes = ([REPEATS_NOTE] if repeats else []) + ([TRIALS_NOTE] if trials and len(self._shown) == 1 else [])
         self.legend.set_entries(entries, notes, [(s.name, s.style) for s in self._shown] if len(self._shown) > 1
                                 else [])
 
@@ -542,7 +542,8 @@ class CurvesView(QWidget):
                     colour.setAlpha(FAINT_ALPHA)
                 style = trace.style if repeats or len(self._shown) > 1 else Qt.PenStyle.DashLine
                 pen = pg.mkPen(colour, width=2.0 if chosen else 1.2, style=style)
-                symbol: dict[str, Any] = {"symbol": None}
+                # small faint dots: a trial with one epoch so far has no line to show
+                symbol: dict[str, Any] = {"symbol": "o", "symbolSize": 4, "symbolPen": None, "symbolBrush": colour}
             else:
                 pen = pg.mkPen(colour, width=4.0 if chosen else 2.0, style=trace.style)
                 symbol = {"symbol": "o", "symbolSize": 5, "symbolPen": None, "symbolBrush": colour}
@@ -578,7 +579,7 @@ class CurvesView(QWidget):
 
     def _fit_accuracy_range(self) -> None:
         """0-100 % by default; zoomed to the data when asked, the same range for training and validation."""
-        low, high = 0.0, 100.0
+        low, high = -4.0, 104.0  # room at both ends for the 0 and 100 labels
         if self._auto_accuracy:
             values = [item.getData()[1] for key in ACCURACY_PLOTS for item in self._data_items(key)]
             values = [v[np.isfinite(v)] for v in values if v is not None and len(v)]
@@ -591,7 +592,7 @@ class CurvesView(QWidget):
             return
         self._accuracy_range = (low, high)
         for key in ACCURACY_PLOTS:
-            self.plots[key].setYRange(low, high, padding=0.02)
+            self.plots[key].setYRange(low, high, padding=0)
 
     def _data_items(self, plot_key: str) -> list[pg.PlotDataItem]:
         items = [trace.items[plot_key] for trace in self._traces.values()]

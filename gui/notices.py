@@ -3,7 +3,6 @@ the log), with an optional button for the one thing to do about it."""
 
 from __future__ import annotations
 
-import html
 from typing import Callable, Optional
 
 from PySide6.QtCore import Qt
@@ -23,6 +22,7 @@ class NoticeBar(QFrame):
         super().__init__()
         self.setObjectName("notice")
         self.label = QLabel()
+        self.label.setTextFormat(Qt.TextFormat.PlainText)  # messages quote file names and record text as is
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.button = QPushButton()
@@ -44,7 +44,7 @@ class NoticeBar(QFrame):
     def show_notice(self, level: str, text: str, action: Optional[tuple[str, Callable[[], None]]] = None) -> None:
         self.setStyleSheet(f"QFrame#notice {{ {NOTICE_STYLES.get(level, NOTICE_STYLES['info'])} }}"
                            "QLabel { background: transparent; border: none; }")
-        self.label.setText(html.escape(text))
+        self.label.setText(text)
         self._action = action[1] if action else None
         self.button.setText(action[0] if action else "")
         self.button.setVisible(action is not None)

@@ -242,10 +242,9 @@ class SessionMixin:
         self.show_record(first, first_dir)
         self.overlay_folders = [str(folder) for folder, _record in records]
         self.curves.set_overlay([(str(record.get("id") or folder.name), record["runs"]) for folder, record in records])
-        styles = ", ".join(f"{name} ({style})" for name, style in self.curves.overlaid())
-        self.show_notice("info", f"Overlay of {len(records)} experiments: {styles}. The table, advice and exports "
-                                 f"are {first.get('id')}'s.",
-                         (f"Back to {first.get('id')} alone", lambda: self.open_experiment(first_dir)))
+        styles = ", ".join(f"{name} {style}" for name, style in self.curves.overlaid())
+        self.show_notice("info", f"Overlay of {len(records)} experiments: {styles}. Table, advice and export: "
+                                 f"{first.get('id')}.", ("Show it alone", lambda: self.open_experiment(first_dir)))
         self.log.add("info", "Overlaid " + ", ".join(self.overlay_folders))
         self._update_actions()
         self._show_title()
