@@ -232,6 +232,7 @@ class CurvesView(QWidget):
                 # Major ticks only: grid lines at minor ticks made every repaint 4-5x slower (about 100 ms
                 # for the four plots), and the window repaints them at every epoch and batch update.
                 axis.setStyle(maxTickLevel=0)
+                axis.enableAutoSIPrefix(False)  # no "epoch (x0.001)" when a plot has nothing to show yet
             plot.getAxis("left").setWidth(56)  # same width everywhere: plots line up, labels never collide
             self.plots[key] = plot
             grid.addWidget(widget, i // 2, i % 2)

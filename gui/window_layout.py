@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 PREFERRED = QSize(1440, 900)  # opening size where the screen has room for it
+LARGE_SHARE = 0.9  # of a larger screen's available area
 SIDE_WIDTH = 340
 SIDE_MIN_WIDTH = 250
 NARROW = 1400  # below this window width, Start collapses the setup pane (the settings are locked anyway)
@@ -199,7 +200,8 @@ def fit_to_screen(w: Any, restored: bool) -> None:
         w.setGeometry(available)
         w.setWindowState(w.windowState() | Qt.WindowState.WindowMaximized)
         return
-    frame = QRect(0, 0, PREFERRED.width(), PREFERRED.height())
+    frame = QRect(0, 0, max(PREFERRED.width(), int(LARGE_SHARE * available.width())),
+                  max(PREFERRED.height(), int(LARGE_SHARE * available.height())))
     frame.moveCenter(available.center())
     w.setGeometry(frame)
 
