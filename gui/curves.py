@@ -528,12 +528,13 @@ class CurvesView(QWidget):
         runs = self._shown[position].runs
         best = set(best_by_batch(runs).values())
         repeats = len({r.get("repeat", 0) for r in runs}) > 1
+        ratio = max(1.0, self.devicePixelRatioF())  # pens are in device pixels: as thick at any scale factor
         for (where, index), trace in self._traces.items():
             if where != position:
                 continue
             trace.strong = index in best
             chosen = position == 0 and index == self._highlighted
-            look = (trace.strong, chosen, repeats, len(self._shown))
+            look = (trace.strong, chosen, repeats, len(self._shown), ratio)
             if look == trace.look:
                 continue  # setting the same pens again costs a redraw of every item
             trace.look = look
@@ -542,12 +543,13 @@ class CurvesView(QWidget):
                 if not chosen:
                     colour.setAlpha(FAINT_ALPHA)
                 style = trace.style if repeats or len(self._shown) > 1 else Qt.PenStyle.DashLine
-                pen = pg.mkPen(colour, width=2.0 if chosen else 1.2, style=style)
+                pen = pg.mkPen(colour, width=(2.0 if chosen else 1.2) * ratio, style=style)
                 # small faint dots: a trial with one epoch so far has no line to show
-                symbol: dict[str, Any] = {"symbol": "o", "symbolSize": 4, "symbolPen": None, "symbolBrush": colour}
+                symbol: dict[str, Any] = {"symbol": "o", "symbolSize": 4 * ratio, "symbolPen": None,
+                                          "symbolBrush": colour}
             else:
-                pen = pg.mkPen(colour, width=4.0 if chosen else 2.0, style=trace.style)
-                symbol = {"symbol": "o", "symbolSize": 5, "symbolPen": None, "symbolBrush": colour}
+                pen = pg.mkPen(colour, width=(4.0 if chosen else 2.0) * ratio, style=trace.style)
+                symbol = {"symbol": "o", "symbolSize": 5 * ratio, "symbolPen": None, "symbolBrush": colour}
             for item in trace.items.values():
                 item.setPen(pen)
                 item.setSymbol(symbol["symbol"])

@@ -51,7 +51,7 @@ def view_boxes(window) -> dict[str, tuple[float, float]]:
     return {key: (plot.getViewBox().width(), plot.getViewBox().height()) for key, plot in window.curves.plots.items()}
 
 
-def test_the_window_opens_within_the_screen_and_its_minimum_fits_1024x640(make_window):
+def test_the_window_opens_within_the_screen_and_its_minimum_fits_1024x640(make_window):  # noqa: F811 - the fixture
     window = make_window()
     screen = window.screen().availableGeometry()
     if window.isMaximized():  # the platform places a maximized window; it must not be larger than the screen
@@ -64,7 +64,7 @@ def test_the_window_opens_within_the_screen_and_its_minimum_fits_1024x640(make_w
 
 @pytest.mark.parametrize("size, plot_at_least", [((1024, 640), (250, 100)), ((1366, 768), (420, 160)),
                                                  ((1920, 1080), (700, 300))])
-def test_every_plot_keeps_a_usable_data_area(make_window, size, plot_at_least):
+def test_every_plot_keeps_a_usable_data_area(make_window, size, plot_at_least):  # noqa: F811 - the fixture
     window = make_window()
     window.show_record(grid_record(), None)
     sized(window, size)
@@ -72,7 +72,7 @@ def test_every_plot_keeps_a_usable_data_area(make_window, size, plot_at_least):
         assert width >= plot_at_least[0] and height >= plot_at_least[1], (key, width, height, size)
 
 
-def test_collapsing_the_setup_pane_gives_the_plots_the_width(make_window):
+def test_collapsing_the_setup_pane_gives_the_plots_the_width(make_window):  # noqa: F811 - the fixture
     window = make_window()
     window.show_record(grid_record(), None)
     sized(window, (1024, 640))
@@ -86,7 +86,7 @@ def test_collapsing_the_setup_pane_gives_the_plots_the_width(make_window):
     assert window.side_tabs.isVisible() and window.main_split.sizes()[0] >= window_layout.SIDE_MIN_WIDTH
 
 
-def test_no_column_is_hidden_without_a_scroll_bar(make_window):
+def test_no_column_is_hidden_without_a_scroll_bar(make_window):  # noqa: F811 - the fixture
     window = make_window()
     window.show_record(grid_record(sizes=(8, 16, 32, 64), lrs=(0.001, 0.003, 0.01)), None)
     for size in ((1024, 640), (1920, 1080)):
@@ -100,7 +100,7 @@ def test_no_column_is_hidden_without_a_scroll_bar(make_window):
             assert table.verticalScrollBar().isVisible(), size
 
 
-def test_the_results_pane_takes_the_room_of_its_rows_and_none_on_the_advisor(make_window):
+def test_the_results_pane_takes_the_room_of_its_rows_and_none_on_the_advisor(make_window):  # noqa: F811 - the fixture
     window = make_window()
     window.show_record(grid_record(sizes=(32,), lrs=(0.001,)), None)
     sized(window, (1920, 1080))

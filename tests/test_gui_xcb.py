@@ -101,6 +101,18 @@ def next_step():
     elif step == "finished":
         wait(lambda: window.worker is None and window.record is not None,
              lambda: QTimer.singleShot(500, lambda: (facts.update(finished=facts_now()), shot(step), next_step())))
+    elif step == "hover":  # the pointer on the best trial's best point: the read-out
+        from PySide6.QtCore import QPointF
+        from PySide6.QtTest import QTest
+        from engine.record.runs import best_run
+        best = best_run(window.record["runs"])
+        plot = window.curves.plots["val_accuracy"]
+        x, y = window.curves.curve("val_accuracy", best["run_index"]).getData()
+        scene = plot.getViewBox().mapViewToScene(QPointF(float(x[-1]), float(y[-1])))
+        view = plot.scene().views()[0]
+        QTest.mouseMove(view.viewport(), view.mapFromScene(scene))
+        window.curves._on_mouse("val_accuracy", scene)  # as the pointer's move does, should the cursor lag
+        QTimer.singleShot(600, lambda: (shot(step), next_step()))
     elif step == "overlay":
         window.setup_action.setChecked(True)
         window.side_tabs.setCurrentWidget(window.history)
@@ -181,7 +193,8 @@ def shoot_all(shots: Path, seed_experiment: Path, data: Path) -> None:
         with running_xvfb(size) as display:
             facts = run_window(display, home, {
                 "shots": str(shots), "prefix": name, "batch_sizes": [32, 128], "lr_grid": 2, "epochs": 3,
-                "stages": ["startup", "first-launch", "start", "first-epoch", "mid-training", "finished", "overlay"]},
+                "stages": ["startup", "first-launch", "start", "first-epoch", "mid-training", "finished", "hover",
+                           "overlay"]},
                 scale=scale, timeout=1800)
         print(name, json.dumps({k: v for k, v in facts.items() if k != "stages"}))
 
