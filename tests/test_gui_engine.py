@@ -20,6 +20,8 @@ from engine.record import store as rec
 from gui.curves import PLOTS
 from gui.main_window import MainWindow
 
+pytestmark = pytest.mark.slow  # real training or a real X server: over 20 s each
+
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:

@@ -31,6 +31,8 @@ from tests.helpers import write_image_folder  # noqa: E402
 
 SIZES = [4, 8]
 
+pytestmark = pytest.mark.slow  # real training or a real X server: over 20 s each
+
 
 @pytest.fixture(scope="module")
 def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -22,6 +22,8 @@ from tests.helpers import running_xvfb
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow  # real training or a real X server: over 20 s each
+
 # Runs inside the app's process: the start-up screen, the window, then a script of stages. argv: a JSON
 # dict with shots (folder or ""), prefix, stages (list), batch_sizes, lr_grid, epochs, overlay (bool).
 DRIVER = r"""
