@@ -582,7 +582,7 @@ class CurvesView(QWidget):
 
     def _fit_accuracy_range(self) -> None:
         """0-100 % by default; zoomed to the data when asked, the same range for training and validation."""
-        low, high = -4.0, 104.0  # room at both ends for the 0 and 100 labels
+        low, high = -10.0, 110.0  # room at both ends for the 0 and 100 labels, however short the plot
         if self._auto_accuracy:
             values = [item.getData()[1] for key in ACCURACY_PLOTS for item in self._data_items(key)]
             values = [v[np.isfinite(v)] for v in values if v is not None and len(v)]
