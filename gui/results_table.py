@@ -31,6 +31,7 @@ FATE_COLOURS = {"dead": "#C0392B", "diverged": "#C0392B", "failed": "#C0392B", "
 BEST_BACKGROUND = QColor("#FFF3C4")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the number a column sorts by (text like "1:05" does not sort)
 RUN_ROLE = Qt.ItemDataRole.UserRole + 2  # run_index of the row, on its first cell
+BEST_ROLE = Qt.ItemDataRole.UserRole + 3  # whether the row is drawn as the best one, on its first cell
 _REPEAT_COLUMN = COLUMNS.index("Repeat")
 _LR_COLUMN = COLUMNS.index("LR")
 _BEST_COLUMN = COLUMNS.index("Best val. accuracy")
@@ -100,6 +101,9 @@ class ResultsTable(QTableWidget):
         self._runs: list[dict[str, Any]] = []
         self._target: Optional[float] = None
         self._colours: dict[int, QColor] = {}
+        self._swatches: dict[str, QIcon] = {}
+        self._bold = QFont(self.font())
+        self._bold.setBold(True)
         self.setHorizontalHeaderLabels(COLUMNS)
         for name, tip in HEADER_TIPS.items():
             self.horizontalHeaderItem(COLUMNS.index(name)).setToolTip(tip)
@@ -206,23 +210,25 @@ class ResultsTable(QTableWidget):
             (_number(run.get("seconds_per_epoch"), 2), run.get("seconds_per_epoch")),
             (_number(run.get("images_per_s"), 0), run.get("images_per_s")),
         )
-        bold = QFont(self.font())
-        bold.setBold(True)
+        restyle = self.item(row, 1) is None or self.item(row, 0).data(BEST_ROLE) != is_best
         for column, (text, key) in enumerate(cells):
             item = self.item(row, column)
             if item is None:
                 item = SortItem()
                 self.setItem(row, column, item)
-            item.setText(("★ " + text) if is_best and column == _BEST_COLUMN else text)
-            item.setData(SORT_ROLE, key if isinstance(key, (int, float)) and not isinstance(key, bool) else None)
-            item.setTextAlignment(Qt.AlignmentFlag.AlignVCenter | (Qt.AlignmentFlag.AlignLeft if column in _LEFT_ALIGNED
-                                                                   else Qt.AlignmentFlag.AlignRight))
-            item.setBackground(QBrush(BEST_BACKGROUND) if is_best else QBrush())
-            item.setFont(bold if is_best else self.font())
-            item.setToolTip("best validation accuracy of this experiment" if is_best else "")
-        swatch = QPixmap(12, 12)
-        swatch.fill(self._colours.get(run["batch_size"], QColor("#999999")))
-        self.item(row, 0).setIcon(QIcon(swatch))
+            text = ("★ " + text) if is_best and column == _BEST_COLUMN else text
+            if item.text() != text:  # each change redraws the row: only what changed
+                item.setText(text)
+                item.setData(SORT_ROLE, key if isinstance(key, (int, float)) and not isinstance(key, bool) else None)
+            if restyle:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignVCenter | (
+                    Qt.AlignmentFlag.AlignLeft if column in _LEFT_ALIGNED else Qt.AlignmentFlag.AlignRight))
+                item.setBackground(QBrush(BEST_BACKGROUND) if is_best else QBrush())
+                item.setFont(self._bold if is_best else self.font())
+                item.setToolTip("best validation accuracy of this experiment" if is_best else "")
+        if restyle:
+            self.item(row, 0).setData(BEST_ROLE, is_best)
+            self.item(row, 0).setIcon(self._swatch(run["batch_size"]))
         status_item = self.item(row, COLUMNS.index("Status"))
         status_item.setForeground(QColor(STATUS_COLOURS.get(status, "#222222")))
         if status == "failed":
@@ -235,6 +241,14 @@ class ResultsTable(QTableWidget):
             self.item(row, COLUMNS.index("Time to target")).setToolTip(
                 f"reached {goal} at epoch {reach['epoch']}: {reach['steps']:,.0f} optimizer steps, "
                 f"{reach['samples']:,.0f} samples, {reach['seconds']:.1f} s")
+
+    def _swatch(self, batch_size: int) -> QIcon:
+        colour = self._colours.get(batch_size, QColor("#999999"))
+        if colour.name() not in self._swatches:
+            pixmap = QPixmap(12, 12)
+            pixmap.fill(colour)
+            self._swatches[colour.name()] = QIcon(pixmap)
+        return self._swatches[colour.name()]
 
     def content_height(self, rows: Optional[int] = None) -> int:
         """Height that shows every row (or ``rows`` rows) without scrolling: header, rows, a scroll bar."""
