@@ -347,6 +347,7 @@ class CurvesView(QWidget):
     def _show(self, shown: list[Shown]) -> None:
         self._shown = shown
         self._progress = {}
+        self._hide_readouts()  # a read-out of what was shown before would be stale
         self.hint.setVisible(not any(s.runs for s in shown))
         key = [(s.name, [(r["run_index"], r["batch_size"], r.get("repeat", 0), r.get("lr")) for r in s.runs])
                for s in shown]
