@@ -183,9 +183,11 @@ def test_the_window_opens_within_the_screen_and_draws(home: Path, size: str, sca
     assert max(count for count, _ in colours) < 0.9 * pixels.width * pixels.height
 
 
-def shoot_all(shots: Path, seed_experiment: Path, data: Path) -> None:
-    """The notes' screenshots: each screen size, from first launch to a History overlay."""
+def shoot_all(shots: Path, seed_experiment: Path, data: Path, only: tuple[str, ...] = ()) -> None:
+    """The notes' screenshots: each screen size (or those in ``only``), from first launch to a History overlay."""
     for size, scale in (("1024x640", ""), ("1366x768", ""), ("1920x1080", ""), ("3840x2160", "2")):
+        if only and size not in only:
+            continue
         home = shots.parent / f"home-{size}"
         shutil.rmtree(home, ignore_errors=True)
         (home / "data").mkdir(parents=True)
@@ -202,4 +204,4 @@ def shoot_all(shots: Path, seed_experiment: Path, data: Path) -> None:
 
 
 if __name__ == "__main__":
-    shoot_all(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    shoot_all(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), tuple(sys.argv[4:]))
