@@ -103,8 +103,9 @@ class SessionMixin:
         elif isinstance(event, ev.ExperimentStarted):
             self.record, self.record_dir = copy.deepcopy(event.record), Path(event.experiment_dir)
             self.curves.set_runs(self.record["runs"])
-            self.table.set_runs(self.record["runs"])
-            self._fit_results_pane()
+            # The table in the next turn of the event loop: two short pauses instead of one long one,
+            # while training builds its model (and competes for Python's lock) right after this event.
+            QTimer.singleShot(0, self._show_live_table)
             self._show_title()
             self.log.add("info", f"Experiment {self.record['id']}: {event.total_runs} runs, "
                                  f"{event.train_samples} training and {event.val_samples} validation images, "
@@ -131,6 +132,11 @@ class SessionMixin:
                 self._on_experiment_finished(event)
         if not isinstance(event, ev.ExperimentFinished):  # after folding: the time left counts this event
             self.progress.on_event(event, self.record)
+
+    def _show_live_table(self) -> None:
+        if self.record is not None and self.worker is not None:
+            self.table.set_runs(self.record["runs"])
+            self._fit_results_pane()
 
     def _draw_progress(self) -> None:
         """The latest batch progress: the provisional line in the plots and the progress strip."""
