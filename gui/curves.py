@@ -40,6 +40,7 @@ PLOTS: dict[str, tuple[str, str, float]] = {
     "loss": ("Training loss", "train loss", 1.0),
 }
 BOTTOM_ROW = ("val_loss", "loss")  # only these name the x axis (the plots above share it)
+PERCENT_TICKS = range(0, 101, 20)
 ACCURACY_PLOTS = ("val_accuracy", "accuracy")
 LOSS_PLOTS = ("val_loss", "loss")
 PROGRESS_PLOTS = {"loss": "loss", "accuracy": "accuracy"}  # plot -> BatchProgress field (training metrics)
@@ -595,7 +596,9 @@ class CurvesView(QWidget):
         if (low, high) == self._accuracy_range:
             return
         self._accuracy_range = (low, high)
+        ticks = None if self._auto_accuracy else [[(v, str(v)) for v in PERCENT_TICKS]]
         for key in ACCURACY_PLOTS:
+            self.plots[key].getAxis("left").setTicks(ticks)  # fixed: every 20 %, whatever the plot's height
             self.plots[key].setYRange(low, high, padding=0)
 
     def _data_items(self, plot_key: str) -> list[pg.PlotDataItem]:
