@@ -47,6 +47,9 @@ def atomic_path(target: Path | str, suffix: str = ".tmp") -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         fsync_dir(target.parent)
+    except OSError as exc:  # name the file the user knows, not the temporary one the write failed in
+        _remove(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
     except BaseException:
         _remove(tmp)
         raise

@@ -35,6 +35,13 @@ class ImageSizes(NamedTuple):
 
 
 BACKBONE_IMAGE_SIZES = {name: ImageSizes(minimum=32, native=224) for name in MODEL_NAMES if name not in SEED_MODELS}
+SEED_MIN_IMAGE_SIZE = 16  # the seed CNNs take any size the image-size setting allows
+
+
+def image_sizes(model: str) -> tuple[int, Optional[int]]:
+    """(minimum, native) image size of a built-in model; the seed CNNs have no native size."""
+    sizes = BACKBONE_IMAGE_SIZES.get(model)
+    return (sizes.minimum, sizes.native) if sizes else (SEED_MIN_IMAGE_SIZE, None)
 FALLBACK_IMAGE_SIZE = 150  # what ``image_size`` auto means for a data set that recommends none
 
 

@@ -1,4 +1,4 @@
-"""Start the window: ``python main.py`` with no arguments lands here."""
+"""Start the window: ``python main.py`` with no arguments lands here (after batchlab.display's check)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from gui.startup import load_behind_screen
 ICON = Path(__file__).resolve().parent.parent / "resources" / "batchlab.svg"
 
 
-def main() -> int:
-    """Run the application until its window closes; returns the exit status."""
+def create_window() -> tuple[QApplication, MainWindow]:
+    """The application and its shown main window, ready for ``exec`` (tests grab it from here)."""
     app = QApplication.instance() or QApplication(sys.argv)
     app.setOrganizationName("BatchLab")
     app.setApplicationName("BatchLab")
@@ -26,4 +26,10 @@ def main() -> int:
     load_behind_screen(app)  # TensorFlow loads before the window, never after a click on Start
     window = MainWindow(QSettings())
     window.show()
+    return app, window
+
+
+def main() -> int:
+    """Run the application until its window closes; returns the exit status."""
+    app, window = create_window()  # the name keeps the window alive while the app runs
     return app.exec()

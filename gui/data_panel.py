@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data.dataset import DatasetError, DatasetReport, scan_dataset
+from engine.data.dataset import scan_dataset
+from engine.data.scan import DatasetError, DatasetReport
 from engine.data.split import SplitError, stratified_split
 from engine.stop import StopToken
 from gui.engine_worker import TaskWorker

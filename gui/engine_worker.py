@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QThread, Signal
 
 from engine.config import ConfigError, ExperimentConfig
-from engine.data.dataset import DatasetError
+from engine.data.scan import DatasetError
 from engine.data.split import SplitError
 from engine.events import Listener
 from engine.stop import StopRequested, StopToken

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from engine.artifacts.safe_load import first_line
 from engine.config import ConfigError
-from engine.data.dataset import DatasetError
+from engine.data.scan import DatasetError
 from engine.stop import StopToken
 
 OK_COLOUR = "#0072B2"

@@ -53,9 +53,17 @@ def test_repeats_pool_per_batch_size_and_the_verdict_uses_them() -> None:
 def test_single_runs_say_the_noise_is_unknown() -> None:
     summary = summarize(record([run(0, 32, [0.8, 0.9]), run(1, 256, [0.7, 0.88])], [32, 256]))
     assert summary.batches[0].best_std is None
-    assert summary.verdict.startswith("cannot tell whether batch size 32 or batch size 256 is better")
+    # Both reached the target: the verdict is about time to target, as the advice is.
+    assert summary.verdict.startswith("cannot tell whether batch size 32 or batch size 256 reaches the target sooner: "
+                                      "need at least 2 repeats")
+    assert summary.settled is None
     assert "Each batch size ran once, so run-to-run noise is unknown." in summary.advice
     assert "run the throughput probe" in summary.advice
+    # ... so the advice carries the same uncertainty instead of contradicting it.
+    assert "Use batch size" not in summary.advice
+    assert summary.advice.startswith("Batch size 32 is the tentative pick: it reached the target of 85.5% fastest")
+    assert "repeats to tell a gap from seed luck (--repeats 3)" in summary.advice
+    assert "Untuned: one learning rate per batch size, so the gap may be the learning rate" in summary.advice
 
 
 def test_critical_batch_is_fitted_from_three_sizes_on_mcCandlish_curve() -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from batchlab.launcher import main
 from batchlab.window_bench import stall_figures
-from engine.measure.bench import REPORT_KEYS, TARGETS, forward_flops, table, verdict
+from engine.measure.bench import REPORT_KEYS, TARGETS, table, verdict
+from engine.train.models.flops import forward_flops
 
 CONTRACT_KEYS = ("matmul_gflops_fp32", "matmul_gflops_mixed", "bare_images_per_s", "engine_images_per_s",
                  "engine_vs_bare_fp32", "pipeline_vs_engine", "mixed_vs_fp32", "gui_vs_headless",
@@ -33,17 +34,46 @@ def test_tiny_quick_bench_writes_every_key(tmp_path: Path, capsys: pytest.Captur
     assert result["matmul_gflops_fp32"] > 0 and result["gui_stall_max_ms"] >= result["gui_stall_p99_ms"] >= 0
     assert set(result["train_flops_vs_peak"]) == {"fp32", "mixed"}
     assert 0 <= result["mixed_val_acc_gap_points"] <= 100
+    assert result["model"]["name"] == "seed" and result["forward_gflop_per_image"] * 1e9 == \
+        result["model"]["flops_per_image"]
     printed = capsys.readouterr().out
     assert "engine_vs_bare_fp32" in printed and "target >= 0.95" in printed
 
 
 def test_forward_flops_of_the_seed_model_at_150_px() -> None:
-    from engine.train.model import build_seed_cnn
+    from engine.train.models.seed import build_seed_cnn
 
     convs = 2 * 9 * (3 * 32 * 150 ** 2 + 32 * 32 * 148 ** 2 + 32 * 64 * 74 ** 2 + 64 * 64 * 72 ** 2)
     dense = 2 * (36 * 36 * 64 * 512 + 512 * 5)
     assert forward_flops(build_seed_cnn(150, 5)) == convs + dense
     assert 1.05e9 < convs + dense < 1.2e9  # the "~1.1 GFLOP per image"
+
+
+def test_forward_flops_count_depthwise_separable_grouped_and_nested_layers() -> None:
+    import keras
+
+    pixels = keras.Input((8, 8, 3))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(pixels)  # 8x8x6
+    x = keras.layers.SeparableConv2D(4, 3)(x)  # 6x6x4
+    x = keras.layers.Conv2D(4, 3, padding="same", groups=2)(x)  # 6x6x4, each output sees 2 channels
+    inner = keras.Model(pixels, x, name="inner")
+    outer_in = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inner(outer_in)))
+    depthwise = 2 * 8 * 8 * 9 * 3 * 2
+    separable = 2 * 6 * 6 * 9 * 6 + 2 * 6 * 6 * 6 * 4
+    grouped = 2 * 6 * 6 * 9 * 2 * 4
+    assert forward_flops(keras.Model(outer_in, outputs)) == depthwise + separable + grouped + 2 * 4 * 3
+
+
+def test_the_bench_figures_follow_the_model() -> None:
+    from engine.config import ExperimentConfig
+    from engine.train.models.build import build_model
+
+    seed = build_model(ExperimentConfig(data_dir="x", batch_sizes=[32], image_size=150), 5, seed=0).info
+    mobilenet = build_model(ExperimentConfig(data_dir="x", batch_sizes=[32], image_size=150,
+                                             model="mobilenetv3small"), 5, seed=0).info
+    assert round(seed["flops_per_image"] / 1e9, 2) == 1.11  # the bench's seed figure is unchanged
+    assert round(mobilenet["flops_per_image"] / 1e9, 3) == 0.055  # 27 M multiply-adds (56 M at 224 px)
 
 
 def test_stalls_are_lateness_beyond_the_tick() -> None:

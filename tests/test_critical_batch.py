@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.analysis.critical_batch import TradeoffError, fit_tradeoff
+from engine.analysis.critical_batch import TradeoffError, fit_steps, fit_tradeoff, predicted_steps
 
 S_MIN, B_CRIT = 2000.0, 100.0
 E_MIN = S_MIN * B_CRIT
@@ -84,3 +84,29 @@ def test_no_tradeoff_in_the_points_is_refused_with_the_direction() -> None:
 def test_bad_numbers_are_refused(steps: list[float], samples: list[float], message: str) -> None:
     with pytest.raises(TradeoffError, match=message):
         fit_tradeoff(steps, samples)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_fit_is_the_least_squares_minimum_in_log_space(seed: int) -> None:
+    """Against a brute-force search: for each B_noise on a fine grid, the best log S_min is the mean residual."""
+    steps, _ = on_curve(BATCHES, noise=0.15, seed=seed)
+    fit = fit_steps(list(BATCHES), steps)
+    log_steps = np.log(steps)
+    grid = np.exp(np.linspace(np.log(1.0), np.log(5000.0), 20001))
+    residuals = log_steps[None, :] - np.log1p(grid[:, None] / BATCHES[None, :])
+    rss = ((residuals - residuals.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    best = int(np.argmin(rss))
+    assert fit["b_noise"] == pytest.approx(grid[best], rel=2e-3)
+    assert fit["residual"] ** 2 * len(BATCHES) <= rss[best] + 1e-12  # never worse than the grid's best
+    assert fit["b_crit"] == fit["b_noise"] and fit["e_min"] == pytest.approx(fit["s_min"] * fit["b_noise"])
+
+
+def test_two_points_determine_the_curve_for_leave_one_out_checks() -> None:
+    fit = fit_steps([16.0, 256.0], [1000.0, 300.0], min_sizes=2)
+    # S = a + b/B through both points: b = 700 / (1/16 - 1/256), a = 300 - b/256.
+    b = 700 / (1 / 16 - 1 / 256)
+    assert fit["s_min"] == pytest.approx(300 - b / 256, rel=1e-9)
+    assert fit["b_noise"] == pytest.approx(b / (300 - b / 256), rel=1e-9)
+    assert predicted_steps(fit, 64.0) == pytest.approx(440.0, rel=1e-9)
+    with pytest.raises(TradeoffError, match="3 or more batch sizes"):
+        fit_steps([16.0, 256.0], [1000.0, 300.0])

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data.dataset import DatasetError, available_memory, load_dataset, scan_dataset
+from engine.data.dataset import available_memory, load_dataset, scan_dataset
+from engine.data.scan import DatasetError
 from engine.stop import StopRequested, StopToken
 
 

@@ -62,7 +62,7 @@ def mirrored_and_single(tmp_path_factory):
     paths = run_script("""
         import keras
         import engine.train.runner as runner
-        from engine.train.model import build_seed_cnn
+        from engine.train.models.seed import build_seed_cnn
         def without_dropout(*args, **kwargs):
             model = build_seed_cnn(*args, **kwargs)
             for layer in model.layers:

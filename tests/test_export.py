@@ -158,7 +158,7 @@ def test_a_non_classifier_keras_model_is_refused(tmp_path: Path) -> None:
 def test_float32_copy_of_a_mixed_precision_model_keeps_its_predictions() -> None:
     import keras
 
-    from engine.train.model import build_seed_cnn
+    from engine.train.models.seed import build_seed_cnn
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -169,3 +169,103 @@ def test_float32_copy_of_a_mixed_precision_model_keeps_its_predictions() -> None
     assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     assert np.allclose(copy.predict_on_batch(pixels), mixed.predict_on_batch(pixels), atol=2e-2)
+
+
+def test_keras_file_with_a_layer_that_runs_another_graph_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    plain = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]).save(plain)
+    tfsm = tmp_path / "tfsm.keras"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(tfsm, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data.replace(b'"Dense"', b'"TFSMLayer"') if name == "config.json" else data)
+    with pytest.raises(ModelLoadError, match=r"contains a TFSMLayer \(runs another SavedModel's graph\); refused"):
+        load_keras_model(tfsm)
+
+
+def test_float32_copy_of_a_nested_model_keeps_normalization_state() -> None:
+    """A Normalization layer computes its constants from its weights when they are loaded; a copy
+    made with set_weights alone would normalize with the defaults (mean 0, variance 1)."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inner_in = keras.Input((8, 8, 3))
+        norm = keras.layers.Normalization(axis=-1)
+        inner = keras.Model(inner_in, keras.layers.Conv2D(4, 3)(norm(inner_in)), name="inner")
+        outer_in = keras.Input((8, 8, 3))
+        head = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inner(outer_in)))
+        mixed = keras.Model(outer_in, keras.layers.Activation("softmax", dtype="float32")(head))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    norm.adapt(np.random.default_rng(0).uniform(100, 200, (16, 8, 8, 3)).astype(np.float32))
+    copy = float32_copy(mixed)
+    pixels = np.random.default_rng(1).uniform(100, 200, (4, 8, 8, 3)).astype(np.float32)
+    assert np.allclose(copy.predict_on_batch(pixels), mixed.predict_on_batch(pixels), atol=2e-2)
+    assert copy.get_layer("inner").layers[1].compute_dtype == "float32"
+
+
+@pytest.fixture(scope="module")
+def mobilenet_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real experiment folder whose best checkpoint is a MobileNetV3Small (weights none, 32 px)
+    trained by the runner for an epoch, then once more here with its batch-norm statistics set from
+    one batch (momentum 0): after a handful of steps the moving statistics are still near their
+    defaults and every image gets nearly the same probabilities, which any export would "match"."""
+    import keras
+
+    from engine.config import ExperimentConfig
+    from engine.record import store as rec
+    from engine.study.launch import run_experiment
+    from engine.train.models.build import build_model
+    from engine.train.models.files import file_sha256, save_for_inference
+    from engine.train.models.flops import leaf_layers
+    from engine.train.prepare import prepare
+
+    root = tmp_path_factory.mktemp("export_mobilenet")
+    data = write_image_folder(root / "data", classes=3, per_class=6)
+    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4], epochs=1, image_size=32, augment=False,
+                              out=str(root / "out"), name="exp", model="mobilenetv3small")
+    experiment = run_experiment(config)
+    prepared = prepare(config)
+    images = prepared.data.images[prepared.train_idx].astype(np.float32)
+    keras.mixed_precision.set_global_policy(prepared.precision.policy)
+    try:
+        built = build_model(config, 3, seed=0)
+        model = built.model
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(),
+                      jit_compile=False)
+        model.fit(images, np.asarray(prepared.data.labels)[prepared.train_idx], batch_size=4, epochs=1, verbose=0)
+        for layer in leaf_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.0
+        model(images, training=True)
+        record = rec.load(experiment)
+        checkpoint = experiment / record["runs"][0]["checkpoint"]
+        save_for_inference(model, checkpoint)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    record["runs"][0]["checkpoint_sha256"] = file_sha256(checkpoint)
+    record["model"] = built.info
+    rec.save(experiment, record)
+    return experiment
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "onnx", "litert"])
+def test_a_mobilenet_run_exports_and_verifies_in_every_format(mobilenet_experiment: Path, tmp_path: Path,
+                                                             fmt: str) -> None:
+    if AVAILABLE[fmt]:
+        pytest.skip(f"{fmt} unavailable: {AVAILABLE[fmt]}")
+    original = load_predictor(mobilenet_experiment, batch_size=4)
+    files = sorted((mobilenet_experiment.parent.parent / "data").rglob("*.png"))
+    reference = np.array([[p.confidence] for p in predict_files(original, files)])
+    assert np.ptp(reference) > 1e-3  # images get different probabilities: the comparison below can fail
+
+    result = export_run(mobilenet_experiment, fmt, tmp_path / fmt)
+    assert result.verification.matched and result.verification.source == "validation images"
+    meta = json.loads((tmp_path / fmt / META_NAME).read_text())
+    assert "MobileNetV3" in meta["preprocessing"] and meta["input"]["height"] == 32
+    exported = predict_files(load_predictor(tmp_path / fmt), files)
+    assert np.allclose([p.confidence for p in exported], reference[:, 0], atol=TOLERANCE)

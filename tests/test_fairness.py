@@ -14,7 +14,7 @@ from PIL import Image
 from engine.config import ExperimentConfig
 from engine.record.target import default_target, time_to_target
 from engine.train.lr_schedule import WarmupCallback, lr_at, warmup_steps
-from engine.train.model import build_seed_cnn
+from engine.train.models.seed import build_seed_cnn
 from engine.train.plan import (budget_steps, plan_trials, planned_epochs, reference_batch, repeat_seeds, scaled_lr,
                                steps_per_epoch, trial_lrs, tuning_method)
 

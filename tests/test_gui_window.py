@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QApplication, QLabel
 
 from engine import events as ev
 from engine.config import ExperimentConfig
-from engine.data.dataset import DatasetError
+from engine.data.scan import DatasetError
 from engine.record import store as rec
 from engine.record.state import apply_event
 from engine.stop import StopToken

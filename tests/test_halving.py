@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from engine.config import ExperimentConfig
 from engine.events import RunPaused, RunStarted
 from engine.record import store as rec
 from engine.stop import StopToken
-from engine.study.halving import dead_note, decide, rung_epochs, rung_score
+from engine.study.halving import decide, rung_epochs, rung_score
 from engine.study.launch import run_experiment
 from engine.study.resume import resume_experiment
 
@@ -50,14 +49,6 @@ def test_seeds_are_pooled_and_a_trial_without_a_value_sinks_its_rate() -> None:
               trial(1, history((0.7, 0.6)), 0), trial(1, history((0.7, 0.6)), 1),  # mean 0.7
               trial(2, history((0.95, 0.1)), 0), trial(2, [{"epoch": 1, "val_accuracy": None}], 1)]
     assert decide(trials, epochs=1, eta=3).promoted == [1]
-
-
-def test_a_network_at_chance_is_dead_and_says_what_to_try() -> None:
-    at_chance = [{"epoch": 1, "loss": math.log(5) * 1.005}]
-    note = dead_note(at_chance, 5)
-    assert note and "ln(5)" in note and "lower learning rate" in note and "seed-bn" in note
-    assert dead_note([{"epoch": 1, "loss": math.log(5) * 0.95}], 5) is None
-    assert dead_note([{"epoch": 1, "loss": None}], 5) is None
 
 
 def config(data: Path, out: Path, **overrides) -> ExperimentConfig:
@@ -116,3 +107,17 @@ def test_a_study_stopped_between_rungs_resumes_from_the_saved_states(tiny_data, 
     assert not any(isinstance(e, RunStarted) and e.first_epoch == 0 for e in resumed)
     assert sum(r["trial"]["stop_reason"] == "completed" for r in record["runs"]) == 2
     assert not any(state.exists() for state in states)
+
+
+@pytest.mark.slow
+def test_a_trial_that_never_leaves_chance_is_stopped_dead_after_the_first_rung(tiny_data, tmp_path) -> None:
+    """lr 1e-9 cannot move the weights: its loss stays at the loss of guessing; it stops at rung 1 with a note."""
+    exp = run_experiment(config(tiny_data, tmp_path / "out", batch_sizes=[8], lr_grid=1, lrs=[1e-9, 3e-3]))
+    record = rec.load(exp)
+    frozen, learning = record["runs"]
+    assert frozen["trial"]["stop_reason"] == "dead" and frozen["trial"]["stopped_at_rung"] == 0
+    assert frozen["epochs_run"] == 1 and "loss of guessing" in frozen["trial"]["note"]
+    assert "lower learning rate" not in frozen["trial"]["note"] or "higher" in frozen["trial"]["note"]
+    assert learning["trial"]["stop_reason"] in ("completed", "halved")
+    assert record["tuning"]["best"] and record["tuning"]["compute"]["trial_epochs"] < \
+        record["tuning"]["compute"]["full_grid_epochs"]

@@ -17,7 +17,7 @@ from tests.helpers import write_image_folder
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (untrained) seed CNN saved as .keras: predictions need no training to be checked."""
-    from engine.train.model import build_seed_cnn
+    from engine.train.models.seed import build_seed_cnn
 
     path = tmp_path_factory.mktemp("model") / "model.keras"
     build_seed_cnn(32, 3, seed=3).save(path)

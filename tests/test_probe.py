@@ -9,12 +9,14 @@ import pytest
 
 from engine.analysis.summary import load_probe
 from engine.config import ConfigError
-from engine.data.dataset import DatasetError
+from engine.data.scan import DatasetError
 from engine.events import LogMessage
 from engine.measure.probe import (
     PROBE_NAME,
+    answer,
     classify,
     default_ladder,
+    limited_by,
     max_fitting_batch,
     probe,
     save_probe,
@@ -68,6 +70,30 @@ def test_max_fitting_batch_counts_only_ok_points() -> None:
     assert max_fitting_batch([point(8, None, "out_of_memory")]) is None
 
 
+def test_limited_by_says_what_ended_the_ladder() -> None:
+    fitting = [point(8, 1.0), point(16, 2.0)]
+    assert limited_by(fitting, 18, stopped=False) == "data"  # 32 would pass the 18 training images
+    assert limited_by(fitting, 31, stopped=False) == "data"
+    assert limited_by(fitting, 32, stopped=False) == "sizes"  # 32 could have been tried
+    assert limited_by(fitting + [point(32, 9.0, "over_budget")], 100, stopped=False) == "memory"
+    assert limited_by([point(8, None, "out_of_memory")], 100, stopped=False) == "memory"
+    assert limited_by([point(8, None, "failed")], 100, stopped=False) == "failed"
+    assert limited_by(fitting, 18, stopped=True) == "stopped"
+    assert limited_by([], 18, stopped=False) is None
+
+
+def test_the_answer_never_calls_the_training_set_size_the_largest_batch_that_fits() -> None:
+    result = {"max_fitting_batch": 1024, "limited_by": "data", "train_samples": 1500}
+    assert answer(result) == ("every batch size up to 1024 fits (the training set has 1500 images); "
+                              "larger batches need more data")
+    assert answer({**result, "limited_by": "memory"}) == "largest batch that fits: 1024"
+    assert answer({**result, "limited_by": "sizes"}) == "every batch size tried fits, up to 1024; larger ones " \
+                                                         "were not tried"
+    assert answer({**result, "limited_by": "failed"}) == ("every batch size up to 1024 fits; the next one failed "
+                                                          "for another reason than memory")
+    assert answer({**result, "max_fitting_batch": None, "limited_by": "memory"}) == "no batch size fits"
+
+
 # -- real ladders ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -99,7 +125,8 @@ def test_ladder_stops_at_the_memory_budget(data: Path, tmp_path: Path) -> None:
     assert second["batch_size"] == 256 and second["status"] == "over_budget"
     assert second["peak_memory_mb"] > 180 and second["images_per_s"] > 0
     assert "180 MB memory budget" in second["error"]
-    assert result["max_fitting_batch"] == 2
+    assert result["max_fitting_batch"] == 2 and result["limited_by"] == "memory"
+    assert result["train_samples"] == 18 and result["model"] == "seed" and result["weights"] == "none"
     assert result["memory_budget_mb"] == 180 and result["image_size"] == 32 and result["schema"] == 1
     assert result["device"].startswith(("CPU", "GPU")) and result["precision"] == "fp32"
     assert "batch size 512 exceeds the 18 training images" in done.stderr
@@ -128,7 +155,7 @@ def test_ladder_stops_at_a_real_out_of_memory_error(data: Path) -> None:
     oom = result["points"][-1]
     assert "OOM when allocating tensor" in oom["error"] and "\n" not in oom["error"]
     assert oom["images_per_s"] is None and oom["peak_memory_mb"] is None
-    assert result["max_fitting_batch"] == 4
+    assert result["max_fitting_batch"] == 4 and result["limited_by"] == "memory"
     assert sizes_run == [2, 2, 4, 4, 8]  # warm-up + one timed step per size; 8 failed at once, 16 never ran
     assert recorded == result["points"]
 
@@ -144,7 +171,7 @@ def test_stop_ends_the_ladder_and_keeps_the_measured_points(data: Path) -> None:
 
     result = probe(data, image_size=32, batch_sizes=[2, 4, 8], steps=1, stop=stop, listener=listener)
     assert [p["batch_size"] for p in result["points"]] == [2]
-    assert result["max_fitting_batch"] == 2
+    assert result["max_fitting_batch"] == 2 and result["limited_by"] == "stopped"
     assert "probe stopped by the user" in events[-1]
 
 
@@ -159,6 +186,10 @@ def test_bad_settings_and_data_are_one_line_errors(tmp_path: Path, data: Path) -
         probe(data, image_size=32, memory_budget_mb=-5)
     with pytest.raises(ConfigError, match="^precision"):
         probe(data, image_size=32, precision="fp8")
+    with pytest.raises(ConfigError, match="^model: 'vgg16' is not one of"):  # before the (missing) data is read
+        probe(tmp_path / "missing", image_size=32, model="vgg16")
+    with pytest.raises(ConfigError, match="^image size: 24 px is below the minimum of mobilenetv3small"):
+        probe(data, image_size=24, model="mobilenetv3small")
 
 
 def test_save_probe_into_an_experiment_or_a_file(tmp_path: Path) -> None:
@@ -191,7 +222,7 @@ def test_cli_prints_the_table_and_saves_into_the_experiment(tmp_path: Path, data
     assert row[0] == "4" and row[-1] == "ok"
     assert float(row[1]) == pytest.approx(saved["points"][0]["images_per_s"], abs=0.06)
     assert float(row[2]) == pytest.approx(saved["points"][0]["peak_memory_mb"], abs=0.6)
-    assert "largest batch that fits: 4" in out
+    assert saved["limited_by"] == "sizes" and "every batch size tried fits, up to 4; larger ones were not tried" in out
     assert (tmp_path / "out" / ".cache").is_dir()  # the runner's decoded-image cache, shared
 
 
@@ -203,3 +234,28 @@ def test_cli_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(err) == 1 and err[0].startswith("error: data folder not found")
     assert main(["probe", str(tmp_path), "--experiment", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.strip() == f"error: --experiment: {tmp_path / 'none'} is not a folder"
+
+
+def test_cli_default_ladder_stops_at_the_training_set_not_at_memory(tmp_path: Path, data: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    from engine.cli.main import main
+
+    assert main(["probe", str(data), "--image-size", "16", "--steps", "1", "--json", str(tmp_path / "p.json")]) == 0
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert [p["batch_size"] for p in saved["points"]] == [8, 16] and saved["max_fitting_batch"] == 16
+    assert saved["limited_by"] == "data"
+    out = capsys.readouterr().out
+    assert "every batch size up to 16 fits (the training set has 18 images); larger batches need more data" in out
+    assert "largest batch that fits" not in out
+
+
+@pytest.mark.slow
+def test_probe_trains_the_chosen_model(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture) -> None:
+    from engine.cli.main import main
+
+    assert main(["probe", str(data), "--image-size", "32", "--batch-sizes", "4", "--steps", "1", "--model",
+                 "mobilenetv3small", "--weights", "none", "--json", str(tmp_path / "p.json")]) == 0
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["model"] == "mobilenetv3small" and saved["points"][0]["status"] == "ok"
+    assert saved["points"][0]["images_per_s"] > 0
+    assert "model mobilenetv3small, 32 px" in capsys.readouterr().out

@@ -25,7 +25,7 @@ from engine.study.resume import resume_experiment
 from engine.train import plan
 from engine.train import runner as training
 from engine.train.callbacks import RunMonitor
-from engine.train.model import file_sha256
+from engine.train.models.files import file_sha256
 
 
 def config(data: Path, out: Path, **overrides) -> ExperimentConfig:

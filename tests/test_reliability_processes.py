@@ -20,7 +20,7 @@ import keras
 
 from engine.record import store as rec
 from engine.study.resume import resume_experiment
-from engine.train.model import file_sha256
+from engine.train.models.files import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_DELAY_S = 0.4

@@ -1,4 +1,4 @@
-"""Seed-to-seed statistics against closed forms, published tables and a published Welch example."""
+"""Seed-to-seed statistics against a published Welch example (R), hand-made numbers and numerical integration."""
 
 from __future__ import annotations
 
@@ -7,17 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from engine.analysis.stats import compare_verdict, mean_band, regularized_beta, t_two_sided_p, welch_t_test
-
-# Two-sided critical values of Student's t from standard tables: (df, t, two-sided p).
-T_TABLE = [
-    (1, 12.7062, 0.05), (1, 63.6567, 0.01), (2, 4.3027, 0.05), (3, 5.8409, 0.01), (4, 2.7764, 0.05),
-    (5, 2.5706, 0.05), (7, 1.8946, 0.10), (10, 2.2281, 0.05), (20, 2.8453, 0.01), (30, 2.0423, 0.05),
-    (60, 1.6706, 0.10), (120, 1.9799, 0.05),
-]
+from engine.analysis.stats import TIME_TO_TARGET, compare, compare_verdict, mean_band, welch_t_test
 
 # R's sleep data; `t.test(extra ~ group, data = sleep)` (Welch by default) reports
-# t = -1.8608, df = 17.776, p-value = 0.07939.
+# t = -1.8608, df = 17.776, p-value = 0.07939, 95 percent confidence interval -3.3654832 0.2054832.
 SLEEP_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
 SLEEP_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
 
@@ -32,50 +25,13 @@ def t_p_by_integration(t: float, df: float) -> float:
     return 1.0 - 2.0 * area
 
 
-@pytest.mark.parametrize("df,t,p", T_TABLE)
-def test_t_p_matches_tabulated_quantiles(df: int, t: float, p: float) -> None:
-    assert t_two_sided_p(t, df) == pytest.approx(p, abs=1e-4)
-    assert t_two_sided_p(-t, df) == pytest.approx(p, abs=1e-4)
-
-
-@pytest.mark.parametrize("t", [0.0, 0.01, 0.5, 1.0, 2.0, 5.0, 30.0, 1e4])
-def test_t_p_matches_closed_forms(t: float) -> None:
-    # df 1 is the Cauchy distribution; df 2 and 4 have elementary CDFs.
-    assert t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), abs=1e-12)
-    assert t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
-    u = t * t / 4
-    half_mass = 3 / 8 * t / math.sqrt(1 + u) * (1 - u / (3 * (1 + u)))
-    assert t_two_sided_p(t, 4) == pytest.approx(1 - 2 * half_mass, abs=1e-12)
-
-
-@pytest.mark.parametrize("df,t", [(1.0335, 2.4794), (2.5, 1.3), (7.3, 2.2), (17.776, 1.8608), (45.5, 0.4)])
-def test_t_p_with_fractional_df_matches_numerical_integration(df: float, t: float) -> None:
-    assert t_two_sided_p(t, df) == pytest.approx(t_p_by_integration(t, df), abs=1e-9)
-
-
-def test_t_p_edges() -> None:
-    assert t_two_sided_p(math.inf, 3) == 0.0
-    assert t_two_sided_p(0.0, 3) == 1.0
-    # Many degrees of freedom: the normal distribution.
-    assert t_two_sided_p(1.959964, 1e7) == pytest.approx(0.05, abs=1e-6)
-    assert t_two_sided_p(2.0, 1e6) == pytest.approx(math.erfc(2 / math.sqrt(2)), abs=1e-6)
-    with pytest.raises(ValueError, match="degrees of freedom"):
-        t_two_sided_p(1.0, 0)
-
-
-def test_regularized_beta_known_values() -> None:
-    assert regularized_beta(1, 1, 0.3) == pytest.approx(0.3, abs=1e-14)
-    assert regularized_beta(3, 1, 0.7) == pytest.approx(0.7**3, abs=1e-14)
-    assert regularized_beta(1, 4, 0.2) == pytest.approx(1 - 0.8**4, abs=1e-14)
-    assert regularized_beta(2.5, 0.5, 0.9) == pytest.approx(1 - regularized_beta(0.5, 2.5, 0.1), abs=1e-14)
-    assert regularized_beta(2, 3, 0.0) == 0.0 and regularized_beta(2, 3, 1.0) == 1.0
-
-
 def test_welch_reproduces_r_sleep_example() -> None:
     result = welch_t_test(SLEEP_1, SLEEP_2)
     assert result["t"] == pytest.approx(-1.8608, abs=1e-4)
     assert result["df"] == pytest.approx(17.776, abs=1e-3)
     assert result["p"] == pytest.approx(0.07939, abs=1e-5)
+    assert result["low"] == pytest.approx(-3.3654832, abs=1e-6)
+    assert result["high"] == pytest.approx(0.2054832, abs=1e-6)
 
 
 def test_welch_on_hand_made_numbers() -> None:
@@ -83,7 +39,10 @@ def test_welch_on_hand_made_numbers() -> None:
     result = welch_t_test([1, 2, 3], [4, 5, 6])
     assert result["t"] == pytest.approx(-3 / math.sqrt(2 / 3), abs=1e-12)
     assert result["df"] == pytest.approx(4.0, abs=1e-12)
-    assert result["p"] == pytest.approx(t_two_sided_p(3 / math.sqrt(2 / 3), 4), abs=1e-12)
+    assert result["p"] == pytest.approx(t_p_by_integration(3 / math.sqrt(2 / 3), 4), abs=1e-9)
+    # 95% interval: difference -3 +- t_{0.975, 4} * sqrt(2/3), with t_{0.975, 4} = 2.776445 (tables).
+    assert result["low"] == pytest.approx(-3 - 2.776445 * math.sqrt(2 / 3), abs=1e-5)
+    assert result["high"] == pytest.approx(-3 + 2.776445 * math.sqrt(2 / 3), abs=1e-5)
     # Unequal spreads: var/n = 5/12 and 25, so t = -12.5 / sqrt(25 + 5/12) and
     # df = (25 + 5/12)^2 / ((5/12)^2 / 3 + 25^2 / 1) = 1.03351541...
     result = welch_t_test([1, 2, 3, 4], [10, 20])
@@ -94,8 +53,8 @@ def test_welch_on_hand_made_numbers() -> None:
 
 
 def test_welch_without_any_spread_and_with_too_few_values() -> None:
-    assert welch_t_test([0.5, 0.5], [0.5, 0.5, 0.5]) == {"t": 0.0, "df": 3.0, "p": 1.0}
-    assert welch_t_test([0.75, 0.75], [0.5, 0.5])["p"] == 0.0
+    assert welch_t_test([0.5, 0.5], [0.5, 0.5, 0.5]) == {"t": 0.0, "df": 3.0, "p": 1.0, "low": 0.0, "high": 0.0}
+    assert welch_t_test([0.75, 0.75], [0.5, 0.5]) == {"t": math.inf, "df": 2.0, "p": 0.0, "low": 0.25, "high": 0.25}
     with pytest.raises(ValueError, match="at least 2 values per group, got 1 and 3"):
         welch_t_test([0.9], [0.8, 0.7, 0.6])
 
@@ -106,6 +65,31 @@ def test_verdict_when_the_gap_beats_the_noise() -> None:
     assert "larger than the seed-to-seed noise" in verdict
     p = welch_t_test([0.90, 0.91, 0.92], [0.85, 0.86, 0.84])["p"]
     assert p < 0.05 and f"p={p:.3g}" in verdict
+
+
+def test_verdict_gives_the_confidence_interval_of_the_gap_in_points() -> None:
+    # Both sds 0.01, n = 3: standard error sqrt(2 * 0.0001 / 3), df = 4, t_{0.975, 4} = 2.776445 (tables):
+    # 0.06 +- 0.022669 -> 95% interval 0.037331 to 0.082669.
+    verdict = compare_verdict("batch 32", [0.90, 0.91, 0.92], "batch 256", [0.85, 0.86, 0.84])
+    assert "(mean of 3 seeds each), between 3.7 and 8.3 points with 95% confidence; this is larger" in verdict
+    result = compare("batch 32", [0.90, 0.91, 0.92], "batch 256", [0.85, 0.86, 0.84])
+    assert result.settled is True and result.text == verdict
+    assert result.low == pytest.approx(0.037331, abs=1e-6) and result.high == pytest.approx(0.082669, abs=1e-6)
+
+
+def test_time_to_target_verdict_prefers_the_shorter_time() -> None:
+    slow, fast = [130.0, 120.0, 125.0], [60.0, 65.0, 70.0]
+    result = compare("batch size 32", slow, "batch size 256", fast, TIME_TO_TARGET)
+    assert result.text.startswith("batch size 256 reaches the target sooner than batch size 32, by 60.0 s (mean of 3 "
+                                  "seeds each), between ")
+    assert "larger than the seed-to-seed noise" in result.text and result.settled is True
+    assert 0 < result.low < 60 < result.high  # the interval of the leader's advantage, in seconds
+    close = compare("batch size 32", [61.0, 70.0], "batch size 256", [60.0, 75.0], TIME_TO_TARGET)
+    assert close.settled is False and "within the seed-to-seed noise" in close.text
+    assert close.low < 0 < close.high
+    alone = compare("batch size 32", [61.0], "batch size 256", [60.0, 75.0], TIME_TO_TARGET)
+    assert alone.settled is None
+    assert alone.text.startswith("cannot tell whether batch size 32 or batch size 256 reaches the target sooner")
 
 
 def test_verdict_when_the_gap_is_within_the_noise() -> None:

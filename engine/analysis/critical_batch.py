@@ -1,33 +1,31 @@
-"""Critical batch size from runs that reached the target: McCandlish et al.'s trade-off
+"""Steps to target against batch size: McCandlish et al.'s (2018) trade-off
 (S/S_min - 1)(E/E_min - 1) = 1 between optimizer steps S and training samples E.
 
-Along that curve a run at batch size B = E/S needs S = S_min (1 + B_crit/B) steps and
-E = E_min (1 + B/B_crit) samples, with B_crit = E_min / S_min: below B_crit, doubling the batch
-nearly halves the steps; above it, it mostly wastes samples. Since E = B S, both relations are
-the same equation, so the fit is least squares on log S over two parameters. For a given B_crit
-the best log S_min is the mean residual, which leaves a one-dimensional search over log B_crit:
-a grid then golden-section refinement, which cannot diverge or stall the way Newton steps can.
+Along that curve a run at batch size B needs S(B) = S_min (1 + B_noise/B) steps and
+E = E_min (1 + B/B_noise) samples, with B_noise = E_min / S_min, the critical batch size: below it,
+doubling the batch nearly halves the steps; above it, it mostly wastes samples. One fit serves
+both the critical batch size and the predicted steps at untried sizes.
+
+The fit is least squares on log S (relative misfit, as steps to target vary over orders of
+magnitude). It starts from the exact answer of the same model written as S = a + b/B, linear in
+(a, b) >= 0 when weighted by 1/S, then refines in log space with scipy's bounded least squares.
+The linear form also says when the data have no trade-off at all: a = 0 (steps fall in proportion
+to the batch: B_noise above every size tried) or b = 0 (steps do not fall: B_noise below them).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-GRID_POINTS = 400
-RANGE_FACTOR = 100.0  # search B_crit from (smallest batch / 100) to (largest batch * 100)
+import numpy as np
+from scipy import optimize
+
+RANGE_FACTOR = 100.0  # B_noise is searched from (smallest batch / 100) to (largest batch * 100)
 
 
 class TradeoffError(ValueError):
     """The points cannot support a fit; the message says why in one line."""
-
-
-def _residuals(log_steps: list[float], batches: list[float], log_b_crit: float) -> tuple[float, float]:
-    """(best log S_min, residual sum of squares) for one candidate B_crit."""
-    b_crit = math.exp(log_b_crit)
-    r = [ls - math.log1p(b_crit / b) for ls, b in zip(log_steps, batches)]
-    log_s_min = sum(r) / len(r)
-    return log_s_min, sum((x - log_s_min) ** 2 for x in r)
 
 
 def tradeoff_curve(s_min: float, b_crit: float, batch_low: float, batch_high: float, n: int = 50) -> list[list[float]]:
@@ -40,66 +38,79 @@ def tradeoff_curve(s_min: float, b_crit: float, batch_low: float, batch_high: fl
     return points
 
 
-def fit_tradeoff(steps: Sequence[float], samples: Sequence[float], curve_points: int = 50) -> dict[str, Any]:
-    """Fit S_min and E_min to (steps, samples) to target of runs at different batch sizes.
+def predicted_steps(fit: dict[str, Any], batch_size: float) -> float:
+    """S(B) of a fit from fit_steps."""
+    return fit["s_min"] * (1.0 + fit["b_noise"] / batch_size)
 
-    Returns s_min, e_min, b_crit, residual (root-mean-square error of log steps, roughly the
-    relative misfit), points, extrapolated (B_crit outside the batch sizes tried) and curve
-    ([steps, samples] pairs from half the smallest to twice the largest batch size).
+
+def fit_steps(batch_sizes: Sequence[float], steps: Sequence[float], curve_points: int = 50,
+              min_sizes: int = 3) -> dict[str, Any]:
+    """Fit S(B) = S_min (1 + B_noise/B) to steps to target at batch sizes (repeats may share a size).
+
+    Returns s_min, b_noise, b_crit (the same number), e_min, residual (root-mean-square error of
+    log steps, roughly the relative misfit), points, extrapolated (B_noise outside the sizes
+    tried) and curve ([steps, samples] from half the smallest to twice the largest batch size).
+    ``min_sizes`` below 3 is for leave-one-out checks: two points determine the two parameters.
     Raises TradeoffError when the points cannot support a fit.
     """
-    if len(steps) != len(samples):
-        raise TradeoffError(f"critical batch: {len(steps)} step counts but {len(samples)} sample counts")
-    pairs = list(zip(steps, samples))
-    if any(not (math.isfinite(s) and math.isfinite(e) and 0 < s <= e) for s, e in pairs):
-        raise TradeoffError("critical batch: steps and samples must be finite, positive, with samples >= steps")
-    batches = [e / s for s, e in pairs]
-    distinct = sorted({round(b, 6) for b in batches})
-    if len(distinct) < 3:
+    if len(batch_sizes) != len(steps):
+        raise TradeoffError(f"critical batch: {len(batch_sizes)} batch sizes but {len(steps)} step counts")
+    if any(not (_positive(b) and _positive(s)) for b, s in zip(batch_sizes, steps)):
+        raise TradeoffError("critical batch: batch sizes and steps must be finite and positive")
+    distinct = {round(float(b), 6) for b in batch_sizes}
+    if len(distinct) < min_sizes:
         raise TradeoffError(
-            f"critical batch: needs runs at 3 or more batch sizes that reach the target, got {len(distinct)}"
-        )
-    log_steps = [math.log(s) for s in steps]
-    low, high = math.log(min(batches) / RANGE_FACTOR), math.log(max(batches) * RANGE_FACTOR)
-    grid = [low + (high - low) * i / (GRID_POINTS - 1) for i in range(GRID_POINTS)]
-    rss = [_residuals(log_steps, batches, c)[1] for c in grid]
-    best = min(range(GRID_POINTS), key=rss.__getitem__)
-    if best == 0:
-        raise TradeoffError(
-            f"critical batch: steps to target do not fall as the batch grows, so B_crit is below the "
-            f"smallest batch tried ({min(batches):g}) and smaller batches would locate it"
-        )
-    if best == GRID_POINTS - 1:
-        raise TradeoffError(
-            f"critical batch: steps to target fall in proportion to the batch, so B_crit is above the "
-            f"largest batch tried ({max(batches):g}) and larger batches would locate it"
-        )
-    log_b_crit = _golden_min(lambda c: _residuals(log_steps, batches, c)[1], grid[best - 1], grid[best + 1])
-    log_s_min, final_rss = _residuals(log_steps, batches, log_b_crit)
-    s_min, b_crit = math.exp(log_s_min), math.exp(log_b_crit)
+            f"critical batch: needs runs at {min_sizes} or more batch sizes that reach the target, got {len(distinct)}")
+    batches, counts = np.asarray(batch_sizes, dtype=float), np.asarray(steps, dtype=float)
+    low, high = min(batches) / RANGE_FACTOR, max(batches) * RANGE_FACTOR
+    below = (f"critical batch: steps to target do not fall as the batch grows, so B_crit is below the smallest "
+             f"batch tried ({min(batches):g}) and smaller batches would locate it")
+    above = (f"critical batch: steps to target fall in proportion to the batch, so B_crit is above the largest "
+             f"batch tried ({max(batches):g}) and larger batches would locate it")
+    # S = a + b/B, each row divided by S so that the misfit is relative, as in log space.
+    linear = optimize.lsq_linear(np.column_stack([1.0 / counts, 1.0 / (batches * counts)]), np.ones_like(counts),
+                                 bounds=(0.0, np.inf), method="bvls")
+    a, b = linear.x
+    if linear.active_mask[0] != 0 or a <= 0.0:
+        raise TradeoffError(above)
+    if linear.active_mask[1] != 0 or b <= 0.0:
+        raise TradeoffError(below)
+    log_low, log_high = math.log(low), math.log(high)
+    start = [math.log(a), min(max(math.log(b / a), log_low + 1e-9), log_high - 1e-9)]
+    log_steps = np.log(counts)
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        return log_steps - params[0] - np.log1p(np.exp(params[1]) / batches)
+
+    result = optimize.least_squares(residuals, start, bounds=([-np.inf, log_low], [np.inf, log_high]),
+                                    ftol=1e-14, xtol=1e-14, gtol=1e-14)
+    log_s_min, log_b_noise = result.x
+    if log_b_noise <= log_low + 1e-6:
+        raise TradeoffError(below)
+    if log_b_noise >= log_high - 1e-6:
+        raise TradeoffError(above)
+    s_min, b_noise = math.exp(log_s_min), math.exp(log_b_noise)
     return {
         "s_min": s_min,
-        "e_min": s_min * b_crit,
-        "b_crit": b_crit,
-        "residual": math.sqrt(final_rss / len(batches)),
+        "b_noise": b_noise,
+        "b_crit": b_noise,
+        "e_min": s_min * b_noise,
+        "residual": math.sqrt(float(np.mean(residuals(result.x) ** 2))),
         "points": len(batches),
-        "extrapolated": not min(batches) <= b_crit <= max(batches),
-        "curve": tradeoff_curve(s_min, b_crit, min(batches) / 2, max(batches) * 2, curve_points),
+        "extrapolated": not min(batches) <= b_noise <= max(batches),
+        "curve": tradeoff_curve(s_min, b_noise, min(batches) / 2, max(batches) * 2, curve_points),
     }
 
 
-def _golden_min(f: Callable[[float], float], a: float, b: float, tol: float = 1e-10) -> float:
-    """Minimum of a unimodal f on [a, b] by golden-section search."""
-    ratio = (math.sqrt(5.0) - 1.0) / 2.0
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > tol:
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = f(d)
-    return (a + b) / 2.0
+def fit_tradeoff(steps: Sequence[float], samples: Sequence[float], curve_points: int = 50) -> dict[str, Any]:
+    """The same fit from (steps, samples) to target per run: each run's batch size is E/S, its
+    average batch (a last, smaller batch of an epoch counts as it was)."""
+    if len(steps) != len(samples):
+        raise TradeoffError(f"critical batch: {len(steps)} step counts but {len(samples)} sample counts")
+    if any(not (_positive(s) and _positive(e) and s <= e) for s, e in zip(steps, samples)):
+        raise TradeoffError("critical batch: steps and samples must be finite, positive, with samples >= steps")
+    return fit_steps([e / s for s, e in zip(steps, samples)], steps, curve_points)
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0

@@ -17,7 +17,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from engine import atomic
-from engine.data.dataset import DatasetError, load_dataset
+from engine.data.dataset import load_dataset
+from engine.data.scan import DatasetError
 from engine.data.split import split_digest, stratified_split
 from engine.record import store as rec
 from engine.stop import StopToken

@@ -26,6 +26,7 @@ from engine.artifacts.evaluate import EvaluationError, checkpoint_path, validati
 from engine.artifacts.predict import META_NAME, MODEL_FILES, open_artifact
 from engine.record import store as rec
 from engine.record.runs import NoRunError, choose_run
+from engine.train.models.settings import RAW_PIXELS, preprocessing_note
 
 FORMATS = ("keras", "savedmodel", "onnx", "litert")
 FORMAT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "TensorFlow SavedModel", "onnx": "ONNX (.onnx)",
@@ -33,8 +34,8 @@ FORMAT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "TensorFlow SavedModel
 VERIFY_IMAGES = 8
 TOLERANCE = 1e-3
 """Largest probability difference accepted: float32 runtimes differ by ~1e-6, a wrong export by far more."""
-PREPROCESSING = ("None outside the model: give raw RGB pixel values 0-255 as float32, NHWC, resized (squashed, "
-                 "bilinear) to the input size; the model divides by 255 itself (its first layer is Rescaling(1/255)).")
+PREPROCESSING = RAW_PIXELS + f"the model scales them itself ({META_NAME} says how, for its model)."
+"""For any model; an export's JSON holds its own model's note (engine.train.models.settings.preprocessing_note)."""
 INSTALL_HINT = 'pip install -e ".[export]"'  # the README's form, from the checkout
 
 Log = Callable[[str], None]
@@ -130,22 +131,15 @@ def check_target(target: Path) -> None:
 
 
 def float32_copy(model: Any) -> Any:
-    """The same network with float32 layers: ONNX and LiteRT converters need them, and a
-    mixed-precision checkpoint keeps float32 weights, so nothing is lost."""
-    if all(getattr(layer.dtype_policy, "name", "float32") == "float32" for layer in model.layers):
+    """The same network with float32 layers (nested ones included): ONNX and LiteRT converters
+    need them, and a mixed-precision checkpoint keeps float32 weights, so nothing is lost."""
+    from engine.train.models.flops import leaf_layers
+    from engine.train.models.training import copy_weights, with_dtype_policy
+
+    if all(getattr(layer.dtype_policy, "name", "float32") == "float32" for layer in leaf_layers(model)):
         return model
-    config = model.get_config()
-    stack: list[Any] = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "DTypePolicy" and isinstance(item.get("config"), dict):
-                item["config"]["name"] = "float32"
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    copy = type(model).from_config(config)
-    copy.set_weights(model.get_weights())
+    copy = type(model).from_config(with_dtype_policy(model.get_config(), "float32"))
+    copy_weights(model, copy)
     return copy
 
 
@@ -196,7 +190,7 @@ def export_meta(record: dict[str, Any], run: dict[str, Any], fmt: str, model: An
         "classes": list(record["dataset"]["classes"]),
         "input": {"height": size, "width": size, "channels": 3, "color": "RGB", "layout": "NHWC",
                   "dtype": "float32", "range": [0, 255]},
-        "preprocessing": PREPROCESSING,
+        "preprocessing": preprocessing_note(str((record.get("model") or {}).get("name", "seed"))),
         "output": "softmax probabilities, one per class, in the order of 'classes'",
         "source": {
             "experiment": record.get("id"),

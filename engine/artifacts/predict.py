@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.artifacts.safe_load import ModelLoadError, check_saved_model, first_line, load_keras_model
 from engine.data.imagefile import UnusableImage, read_image
+from engine.native_logs import filtered_stderr
 from engine.record import store as rec
 from engine.record.runs import choose_run
 
@@ -189,6 +190,8 @@ def _litert_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
             interpreter = interpreter_class(model_path=str(path))
+        with filtered_stderr():  # the first allocation creates the XNNPACK delegate, which announces itself
+            interpreter.allocate_tensors()
     except Exception as exc:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError for bad files
         raise ModelLoadError(f"{path}: not a usable LiteRT model ({first_line(exc)})") from None
     source = interpreter.get_input_details()[0]["index"]

@@ -1,22 +1,19 @@
 """Open models that came from disk, possibly from someone else, without running their code.
 
-A ``.keras`` file is a zip holding a JSON description and the weights. Keras' own
-``safe_mode=True`` refuses Lambda layers (pickled Python); on top of that we refuse any
-description that names a class outside Keras itself, so a file can only rebuild
-stock layers. A SavedModel graph may hold file-system ops, which run when the model
-is called: we refuse those before loading. Every failure is one line naming the file.
+A ``.keras`` file is checked and loaded by engine.train.models.archive (stock Keras
+layers only, Keras' safe mode); here it must also be a classifier. A SavedModel graph
+may hold file-system ops, which run when the model is called: we refuse those before
+loading. Every failure is one line naming the file.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-MAX_CONFIG_BYTES = 16 * 2**20
-"""A BatchLab model's config.json is a few kB; anything huge is not one of ours."""
-MAX_MODEL_BYTES = 4 * 2**30
+from engine.train.models.archive import ModelLoadError, first_line, load_checked
+
+__all__ = ["ModelLoadError", "check_classifier_shape", "check_saved_model", "first_line", "load_keras_model"]
 
 # Ops that touch files, the network or Python: a trained classifier never needs them.
 UNSAFE_GRAPH_OPS = frozenset({
@@ -26,53 +23,12 @@ UNSAFE_GRAPH_OPS = frozenset({
 })
 
 
-class ModelLoadError(ValueError):
-    """A model file that cannot be used; the message names the file and the reason."""
-
-
 def load_keras_model(path: Path | str) -> Any:
     """Load a ``.keras`` file for inference only (no optimizer), after checking what it contains."""
     path = Path(path)
-    check_keras_archive(path)
-    import keras
-
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for foreign or damaged files
-        raise ModelLoadError(f"{path}: not a usable Keras model ({first_line(exc)})") from None
+    model = load_checked(path)
     check_classifier_shape(path, model)
     return model
-
-
-def check_keras_archive(path: Path) -> None:
-    """Refuse anything that is not a zip with a stock-Keras config, before Keras parses it."""
-    if not path.exists():
-        raise ModelLoadError(f"{path}: no such file")
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: not a file (a .keras model is a single file)")
-    if path.stat().st_size > MAX_MODEL_BYTES:
-        raise ModelLoadError(f"{path}: larger than {MAX_MODEL_BYTES // 2**30} GiB; refused")
-    if not zipfile.is_zipfile(path):
-        raise ModelLoadError(f"{path}: not a .keras model file (not a zip archive; corrupt or another format)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            missing = {"config.json", "model.weights.h5"} - names
-            if missing:
-                raise ModelLoadError(f"{path}: not a Keras 3 model file (no {', '.join(sorted(missing))} inside)")
-            info = archive.getinfo("config.json")
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise ModelLoadError(f"{path}: model description larger than {MAX_CONFIG_BYTES // 2**20} MiB; refused")
-            config = json.loads(archive.read("config.json").decode("utf-8"))
-    except ModelLoadError:
-        raise
-    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError, RuntimeError) as exc:
-        raise ModelLoadError(f"{path}: damaged model file ({first_line(exc)})") from None
-    for module, name in _named_objects(config):
-        if name == "Lambda":
-            raise ModelLoadError(f"{path}: contains a Lambda layer (arbitrary Python code); refused")
-        if not (module == "keras" or module.startswith("keras.")):
-            raise ModelLoadError(f"{path}: uses code from outside Keras ({module}.{name}); refused")
 
 
 def check_classifier_shape(path: Path, model: Any) -> None:
@@ -137,24 +93,3 @@ def _reachable_ops(meta: Any) -> set[str]:
         visit(nodes[name])
         pending.extend(i.split(":")[0].lstrip("^") for i in nodes[name].input)
     return ops
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-def _named_objects(config: Any) -> Iterator[tuple[str, str]]:
-    """Every (module, class_name) a Keras config would import, at any depth."""
-    stack = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if "class_name" in item and ("module" in item or "registered_name" in item):
-                module = item.get("module")
-                name = str(item.get("class_name"))
-                yield (module if isinstance(module, str) else "<custom>"), name
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction, measure_window: Optional[Ca
                        help="epochs of the fp32-vs-mixed accuracy check (0: skip)")
     bench.add_argument("--rounds", type=positive_int, default=None,
                        help="interleaved repeats of the throughput figures, medians reported (default: 3; quick: 1)")
+    bench.add_argument("--model", default=None, help="model every measurement trains (default: seed)")
+    bench.add_argument("--weights", default=None, help="its initial weights (default: none)")
     bench.add_argument("--no-gui", action="store_true", help="skip training inside the window")
     bench.set_defaults(handler=cmd_bench, measure_window=measure_window)
 
@@ -36,6 +38,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = settings_for(args.quick, image_size=args.image_size, batch_sizes=args.batch_sizes,
                             demo_per_class=args.demo_per_class, matmul_n=args.matmul_n,
                             accuracy_epochs=args.accuracy_epochs, data_dir=args.data, rounds=args.rounds,
+                            model=args.model, weights=args.weights,
                             gui=False if args.no_gui or args.measure_window is None else None)
     result = run_bench(settings, say=lambda line: print(f"… {line}", file=sys.stderr, flush=True),
                        measure_window=args.measure_window)

@@ -79,7 +79,7 @@ def install_interrupt(stop: "StopToken") -> None:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the user's input is at fault: one line, no traceback."""
     from engine.config import ConfigError
-    from engine.data.dataset import DatasetError
+    from engine.data.scan import DatasetError
     from engine.data.split import SplitError
     from engine.record.store import RecordError
 

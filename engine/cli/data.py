@@ -53,7 +53,8 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engine.data.dataset import DatasetError, scan_dataset
+    from engine.data.dataset import scan_dataset
+    from engine.data.scan import DatasetError
 
     try:
         report = scan_dataset(args.data)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from engine import exit_codes
 from engine.cli.common import install_interrupt, positive_int
+from engine.config import MODEL_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe = subparsers.add_parser("probe", help="measure images/s and peak memory at a ladder of batch sizes")
     probe.add_argument("data", help="folder with one sub-folder per class")
     probe.add_argument("--image-size", type=positive_int, default=150, help="square side in pixels")
+    probe.add_argument("--model", default="seed", metavar="NAME|FILE.keras",
+                       help=f"model to train: {', '.join(MODEL_NAMES)}, or a .keras file (default: seed)")
+    probe.add_argument("--weights", default="none", metavar="none|imagenet|from-file|FILE",
+                       help="its initial weights (default: none)")
     probe.add_argument("--batch-sizes", nargs="+", type=positive_int, metavar="N", default=None,
                        help="sizes to try, in any order (default: 8, 16, ... up to the training set)")
     probe.add_argument("--steps", type=positive_int, default=3, help="timed steps per size, after one warm-up")
@@ -45,6 +50,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     install_interrupt(stop)
     result = probe(args.data, image_size=args.image_size, batch_sizes=args.batch_sizes, steps=args.steps,
                    memory_budget_mb=args.memory_budget_mb, precision=args.precision, stop=stop, cache_dir=cache,
+                   model=args.model, weights=args.weights,
                    listener=lambda event: print(f"… {event.text}", file=sys.stderr, flush=True))
     print(table(result))
     if experiment is not None:
@@ -57,7 +63,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def table(result: dict[str, Any]) -> str:
-    """One row per size, then the answer: the largest batch that fits."""
+    """One row per size, then the answer: the largest batch that fits, or what else ended the ladder."""
+    from engine.measure.probe import answer
+
     rows = [f"{'batch':>7}  {'images/s':>9}  {'peak MB':>8}  status"]
     for p in result["points"]:
         speed = "-" if p["images_per_s"] is None else f"{p['images_per_s']:.1f}"
@@ -66,8 +74,8 @@ def table(result: dict[str, Any]) -> str:
         rows.append(f"{p['batch_size']:>7}  {speed:>9}  {peak:>8}  {status}")
     budget = result["memory_budget_mb"]
     limit = "no memory budget" if budget is None else f"memory budget {budget:.0f} MB"
-    fits = result["max_fitting_batch"]
     rows.append("")
-    rows.append(f"{result['device']}, {result['precision']}, {result['image_size']} px, {limit}")
-    rows.append(f"largest batch that fits: {fits}" if fits is not None else "no batch size fits")
+    rows.append(f"{result['device']}, {result['precision']}, model {result.get('model', 'seed')}, "
+                f"{result['image_size']} px, {limit}")
+    rows.append(answer(result))
     return "\n".join(rows)

@@ -136,14 +136,13 @@ def fmt_reach(reach: Optional[dict[str, Any]], target: Optional[float]) -> str:
 
 
 def conclusions(summary: "Summary") -> str:
-    """After the table: pooled accuracy per batch size, the verdict, the critical batch, the advice."""
-    lines = [f"Target accuracy: {fmt_pct(summary.target_accuracy)}"]
+    """After the table: the tuned answer per batch size, the verdict, the S(B) fit and prediction,
+    the diagnoses and the advice."""
+    target = fmt_pct(summary.target_accuracy) if summary.target_accuracy is not None else \
+        f"none, as {summary.target_problem}" if summary.target_problem else "-"
+    lines = [f"Target accuracy: {target}", _tuning_line(summary)]
     for b in summary.batches:
-        spread = f" ± {100 * b.best_std:.1f}" if b.best_std is not None else ""
-        reach = fmt_reach(b.to_target, summary.target_accuracy)
-        noise = f", noise scale {b.noise_scale:.3g}" if b.noise_scale is not None else ""
-        lines.append(f"  batch {b.batch_size}: best val acc {fmt_pct(b.best_mean)}{spread} over {len(b.bests)} "
-                     f"run(s), to target {reach} ({b.reached}/{len(b.runs)} reached){noise}")
+        lines.append(f"  batch {b.batch_size}: " + _batch_line(b, summary.target_accuracy))
     if summary.verdict:
         lines.append(f"Verdict: {summary.verdict}")
     if summary.critical:
@@ -152,6 +151,55 @@ def conclusions(summary: "Summary") -> str:
                      f"samples, fit error {100 * c['residual']:.0f}%{', extrapolated' if c['extrapolated'] else ''})")
     else:
         lines.append(f"Critical batch size: not fitted ({summary.critical_problem})")
+    lines += _prediction_lines(summary)
+    if summary.diagnoses:
+        count = len(summary.diagnoses)
+        lines.append(f"Diagnoses ({count} trial{'s' if count > 1 else ''} did not train):")
+        lines += [f"  bs {d.batch_size} lr {d.lr:.3g} seed {d.seed}: {d.note}" if d.lr is not None
+                  else f"  bs {d.batch_size} seed {d.seed}: {d.note}" for d in summary.diagnoses]
     lines.append("")
     lines += textwrap.wrap("Advice: " + summary.advice, width=100)
     return "\n".join(lines)
+
+
+def _tuning_line(summary: "Summary") -> str:
+    trained, full = summary.compute.get("trial_epochs", 0), summary.compute.get("full_grid_epochs", 0)
+    if summary.method == "none":
+        return "Learning rate: untuned (one per batch size)" + (f"; {trained} of {full} planned epochs trained"
+                                                               if full else "")
+    how = "successive halving" if summary.method == "halving" else "full grid"
+    most = max((len(b.lrs) for b in summary.batches), default=0)
+    spent = f"; {trained} epochs trained, {100 * trained / full:.0f}% of the full grid's {full}" if full else ""
+    return f"Learning rate: tuned per batch size ({most} each, {how}){spent}"
+
+
+def _batch_line(b: Any, target: Optional[float]) -> str:
+    if b.state in ("dead", "empty"):
+        return {"dead": "no trial learned (dead or diverged)", "empty": "not trained yet"}[b.state]
+    lr = f"lr {b.lr:.3g}" if b.lr is not None else "lr -"
+    if b.lr_band and len(b.lrs) > 1:
+        low, high = b.lr_band
+        lr += f" (band {low:.3g}-{high:.3g})" if low != high else " (band: this lr only)"
+    spread = f" ± {100 * b.best_std:.1f}" if b.best_std is not None else ""
+    noise = f", noise scale {b.noise_scale:.3g}" if b.noise_scale is not None else ""
+    partial = ", stopped before every trial finished" if b.state == "incomplete" else ""
+    return (f"{lr}, best val acc {fmt_pct(b.best_mean)}{spread} over {len(b.bests)} seed(s), to target "
+            f"{fmt_reach(b.to_target, target)} ({b.reached}/{len(b.runs)} reached){noise}{partial}")
+
+
+def _prediction_lines(summary: "Summary") -> list[str]:
+    p = summary.prediction
+    if p is None:
+        return [f"Prediction: none ({summary.prediction_problem})"] if summary.prediction_problem else []
+    check = (f"leave-one-out error {100 * p['loo_error']:.0f}%" if p["loo_error"] is not None
+             else "no leave-one-out check")
+    lines = [f"Prediction: S(B) = {p['s_min']:.0f} (1 + {p['b_noise']:.3g}/B) steps, {check}",
+             "   batch  steps measured  predicted  s/step  predicted time  measured time  source"]
+    for point in p["points"]:
+        measured = f"{point['steps']:.0f}" if point["steps"] is not None else "-"
+        lines.append(f"  {point['batch_size']:>6}  {measured:>14}  {point['predicted_steps']:>9.0f}  "
+                     f"{point['seconds_per_step']:>6.3f}  {fmt_duration(point['predicted_seconds']):>14}  "
+                     f"{fmt_duration(point['measured_seconds']):>13}  {point['source']}")
+    best = p["recommended"]
+    lines.append(f"  fastest predicted: batch size {best['batch_size']} ({fmt_duration(best['predicted_seconds'])})")
+    return lines

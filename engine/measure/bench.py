@@ -42,6 +42,8 @@ class BenchSettings:
     gui_pairs: int = 1  # window runs, each followed by a headless one
     rounds: int = 1  # interleaved repeats of the throughput measurements (medians are reported)
     data_dir: Optional[str] = None  # None: data/shapes, drawn into a temp folder when missing
+    model: str = "seed"  # what every measurement trains (engine.config.MODEL_NAMES or a .keras file)
+    weights: str = "none"
 
 
 def settings_for(quick: bool, **overrides: Any) -> BenchSettings:
@@ -57,22 +59,6 @@ def settings_for(quick: bool, **overrides: Any) -> BenchSettings:
     values = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
     values["batch_sizes"] = tuple(values["batch_sizes"])
     return BenchSettings(**values)
-
-
-# -- FLOPs ----------------------------------------------------------------------------------------
-
-def forward_flops(model: Any) -> float:
-    """Multiply-adds x2 of the convolutions and dense layers for one image (the rest is noise)."""
-    total = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            cin = int(layer.input.shape[-1])
-            _, h, w, cout = layer.output.shape
-            total += 2.0 * kh * kw * cin * int(cout) * int(h) * int(w)
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2.0 * int(layer.input.shape[-1]) * int(layer.units)
-    return total
 
 
 # -- the ceiling ----------------------------------------------------------------------------------
@@ -98,20 +84,20 @@ def matmul_gflops(dtype: str, n: int, min_seconds: float = 1.0) -> float:
 # -- training without and with BatchLab ------------------------------------------------------------
 
 def bare_images_per_s(images: np.ndarray, labels: np.ndarray, batch_size: int, policy: str,
-                      num_classes: int) -> float:
-    """The default model's ``model.fit`` on in-memory tensors: what a hand-written script reaches.
+                      num_classes: int, config: ExperimentConfig) -> float:
+    """The configured model's ``model.fit`` on in-memory tensors: what a hand-written script reaches.
 
     Two epochs; the second is timed from its start to its end, as the engine's record
     times its epochs, so tracing and fit start-up are left out of both.
     """
     import tensorflow as tf
 
-    from engine.train.model import build_seed_cnn
+    from engine.train.models.build import build_model
 
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_seed_cnn(int(images.shape[1]), num_classes, seed=0)
+        model = build_model(config, num_classes, seed=0).model
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=False)
         clock = EpochClock()
@@ -142,7 +128,7 @@ def engine_config(data_dir: str, out: str, settings: BenchSettings, batch_size: 
                   image_size: Optional[int] = None, augment: bool = True) -> ExperimentConfig:
     return ExperimentConfig(data_dir=data_dir, batch_sizes=[batch_size], epochs=epochs or settings.engine_epochs,
                             patience=0, image_size=image_size or settings.image_size, augment=augment, out=out,
-                            precision=precision).validate()
+                            precision=precision, model=settings.model, weights=settings.weights).validate()
 
 
 def last_epoch_rate(experiment_dir: Path) -> float:
@@ -216,7 +202,7 @@ def demo_folder(settings: BenchSettings, scratch: Path, say: Say) -> str:
 def run_bench(settings: BenchSettings, say: Say = lambda _line: None,
               measure_window: Optional[Callable[[ExperimentConfig], Any]] = None) -> dict[str, Any]:
     """Measure everything; returns the JSON-ready result (figures plus the settings used)."""
-    from engine.train.model import build_seed_cnn
+    from engine.train.models.build import build_model
     from engine.train.prepare import prepare
 
     facts: DeviceFacts = detect()
@@ -240,8 +226,10 @@ def run_bench(settings: BenchSettings, say: Say = lambda _line: None,
         train_labels = np.asarray(p.data.labels)[np.sort(p.train_idx)]
         classes = len(p.data.report.classes)
         result["train_images"] = int(len(train_images))
-        flops = forward_flops(build_seed_cnn(settings.image_size, classes))
+        model_info = build_model(first, classes, seed=0).info
+        flops = model_info["flops_per_image"]
         keras.backend.clear_session()
+        result["model"] = model_info
         result["forward_gflop_per_image"] = flops / 1e9
 
         # Interleaved rounds, medians: on a shared machine one epoch can run 20-50 % slow, and
@@ -252,10 +240,11 @@ def run_bench(settings: BenchSettings, say: Say = lambda _line: None,
             for size, key in zip(settings.batch_sizes, sizes):
                 step = f"round {turn + 1} of {settings.rounds}, batch {size}"
                 say(f"{step}: bare model.fit fp32")
-                samples["bare"][key].append(bare_images_per_s(train_images, train_labels, size, "float32", classes))
+                samples["bare"][key].append(
+                    bare_images_per_s(train_images, train_labels, size, "float32", classes, first))
                 say(f"{step}: bare model.fit {mixed.policy}")
                 samples["bare_mixed"][key].append(
-                    bare_images_per_s(train_images, train_labels, size, mixed.policy, classes))
+                    bare_images_per_s(train_images, train_labels, size, mixed.policy, classes, first))
                 say(f"{step}: BatchLab engine fp32, {settings.engine_epochs} epochs")
                 samples["engine"][key].append(engine_images_per_s(engine_config(data_dir, out, settings, size)))
                 say(f"{step}: input pipeline alone")
@@ -346,7 +335,8 @@ def table(result: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     s = result["settings"]
     head = [f"device: {result['device']}; mixed = {result['mixed_policy']}; auto picks {result['auto_precision']}",
-            f"{s['image_size']} px, {result['train_images']} training images, batch sizes "
-            f"{', '.join(map(str, s['batch_sizes']))}, {result['forward_gflop_per_image']:.3g} GFLOP forward/image"]
+            f"model {s.get('model', 'seed')}, {s['image_size']} px, {result['train_images']} training images, "
+            f"batch sizes {', '.join(map(str, s['batch_sizes']))}, "
+            f"{result['forward_gflop_per_image']:.3g} GFLOP forward/image"]
     lines = [f"{k:<{width[0]}}  {v:<{width[1]}}  {t}".rstrip() for k, v, t in rows]
     return "\n".join(head + [""] + lines)

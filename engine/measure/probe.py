@@ -1,10 +1,12 @@
 """Throughput probe: images per second and peak memory at a ladder of batch sizes.
 
 Like PyTorch Lightning's BatchSizeFinder, but keeping the whole curve: every size
-trains a few real steps of the seed CNN on the user's own data, through the same
-tf.data pipeline (augmentation on) that training uses. The ladder climbs until a
-size runs out of memory or needs more than the memory budget, and keeps every
-point measured before.
+trains a few real steps of the chosen model (engine.train.models) on the user's own
+data, through the same tf.data pipeline (augmentation on) that training uses. The
+ladder climbs until a size runs out of memory or needs more than the memory budget,
+and keeps every point measured before. The result says what ended it (``limited_by``):
+memory, the training set (a larger batch would only repeat images), the sizes asked
+for, a failure or the user.
 
 Memory: on a GPU, TensorFlow's own peak for ``GPU:0``. On a CPU, the kernel's
 high-water mark of this process's resident memory (VmHWM, reset per size through
@@ -28,11 +30,12 @@ import numpy as np
 
 from engine.artifacts.safe_load import first_line
 from engine.atomic import write_json
-from engine.config import PRECISIONS, ConfigError
+from engine.config import PRECISIONS, ConfigError, ExperimentConfig
 from engine.data.dataset import available_memory, load_dataset
 from engine.data.split import stratified_split
 from engine.events import Listener, LogMessage, ignore
 from engine.stop import StopRequested, StopToken
+from engine.train.models.settings import check_model_settings
 
 SCHEMA = 1
 PROBE_NAME = "probe.json"
@@ -96,6 +99,40 @@ def too_big_to_try(points: Sequence[dict[str, Any]], batch_size: int, limit_mb: 
 def max_fitting_batch(points: Sequence[dict[str, Any]]) -> Optional[int]:
     fitting = [p["batch_size"] for p in points if p["status"] == "ok"]
     return max(fitting) if fitting else None
+
+
+def limited_by(points: Sequence[dict[str, Any]], train_samples: int, stopped: bool) -> Optional[str]:
+    """What ended the ladder: "memory" (out of memory or over budget), "failed", "stopped" (the user),
+    "data" (every size fit and the next doubling would pass the training set: a larger batch
+    only repeats images), "sizes" (every size asked for fit; larger ones were not tried), or
+    None (nothing was measured)."""
+    if not points:
+        return "stopped" if stopped else None
+    last = points[-1]["status"]
+    if last in ("out_of_memory", "over_budget"):
+        return "memory"
+    if last == "failed":
+        return "failed"
+    if stopped:
+        return "stopped"
+    return "data" if 2 * points[-1]["batch_size"] > train_samples else "sizes"
+
+
+def answer(result: dict[str, Any]) -> str:
+    """The probe's conclusion in one line, true to what ended the ladder."""
+    fits, limit = result["max_fitting_batch"], result.get("limited_by")
+    if fits is None:
+        return "no batch size fits" if limit != "stopped" else "stopped before any batch size was measured"
+    if limit == "data":
+        return (f"every batch size up to {fits} fits (the training set has {result['train_samples']} images); "
+                "larger batches need more data")
+    if limit == "sizes":
+        return f"every batch size tried fits, up to {fits}; larger ones were not tried"
+    if limit == "stopped":
+        return f"stopped by the user; every batch size measured fits, up to {fits}"
+    if limit == "failed":
+        return f"every batch size up to {fits} fits; the next one failed for another reason than memory"
+    return f"largest batch that fits: {fits}"
 
 
 # -- memory meters --------------------------------------------------------------------------------
@@ -166,14 +203,20 @@ def probe(data_dir: str | Path, image_size: int = 150, batch_sizes: Optional[Seq
           steps: int = 3, memory_budget_mb: Optional[float] = None, precision: str = "auto",
           listener: Listener = ignore, stop: Optional[StopToken] = None,
           cache_dir: Optional[str | Path] = None, seed: int = 0, run_step: Optional[StepRunner] = None,
-          on_point: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+          on_point: Optional[Callable[[dict[str, Any]], None]] = None, model: str = "seed",
+          weights: str = "none") -> dict[str, Any]:
     """Train ``steps`` timed steps (after one warm-up step) per batch size; return the probe JSON.
 
-    Raises ConfigError or DatasetError (one line) for bad settings or data. A stop
-    request ends the ladder after the current step; the points measured so far are kept.
-    ``on_point`` receives each point as it is measured (a window plots the curve growing).
+    ``model`` and ``weights`` are an experiment's settings (engine.config.MODEL_NAMES or a
+    .keras file; none, imagenet, from-file or a weights file). Raises ConfigError or
+    DatasetError (one line) for bad settings or data. A stop request ends the ladder after
+    the current step; the points measured so far are kept. ``on_point`` receives each point
+    as it is measured (a window plots the curve growing).
     """
     sizes = _check(image_size, batch_sizes, steps, memory_budget_mb, precision)
+    model_config = ExperimentConfig(data_dir=str(data_dir), batch_sizes=[1], image_size=image_size, seed=seed,
+                                    model=model, weights=weights)
+    check_model_settings(model_config)
     data = load_dataset(data_dir, image_size, cache_dir=cache_dir, stop=stop)
     train_idx, _ = stratified_split(np.asarray(data.labels), data.report.classes, VAL_SPLIT, seed)
     sizes = sizes or default_ladder(len(train_idx))
@@ -198,8 +241,9 @@ def probe(data_dir: str | Path, image_size: int = 150, batch_sizes: Optional[Seq
                                        "(/proc/self/clear_refs); the memory budget cannot be checked"))
     result: dict[str, Any] = {"schema": SCHEMA, "image_size": image_size, "device": describe(facts),
                               "precision": choice.label, "memory_budget_mb": _rounded(budget), "points": [],
-                              "max_fitting_batch": None}
-    trainer = _Trainer(data.images, data.labels, train_idx, len(data.report.classes), image_size, steps, seed,
+                              "max_fitting_batch": None, "limited_by": None, "train_samples": int(len(train_idx)),
+                              "model": model, "weights": weights}
+    trainer = _Trainer(data.images, data.labels, train_idx, len(data.report.classes), model_config, steps,
                        choice.policy, run_step, stop)
     try:
         for size in sizes:
@@ -220,6 +264,7 @@ def probe(data_dir: str | Path, image_size: int = 150, batch_sizes: Optional[Seq
     if stop is not None and stop.is_set():
         listener(LogMessage("warning", "probe stopped by the user; the sizes measured so far are kept"))
     result["max_fitting_batch"] = max_fitting_batch(result["points"])
+    result["limited_by"] = limited_by(result["points"], len(train_idx), stop is not None and stop.is_set())
     return result
 
 
@@ -268,13 +313,13 @@ def _describe(point: dict[str, Any]) -> str:
 
 
 class _Trainer:
-    """Builds the seed CNN and its input pipeline for one batch size and times real steps."""
+    """Builds the model and its input pipeline for one batch size and times real steps."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, num_classes: int,
-                 image_size: int, steps: int, seed: int, policy: str, run_step: Optional[StepRunner],
+                 config: ExperimentConfig, steps: int, policy: str, run_step: Optional[StepRunner],
                  stop: Optional[StopToken]) -> None:
         self.images, self.labels, self.train_idx = images, labels, train_idx
-        self.num_classes, self.image_size, self.steps, self.seed = num_classes, image_size, steps, seed
+        self.num_classes, self.config, self.steps, self.seed = num_classes, config, steps, config.seed
         self.policy, self.stop = policy, stop
         self.run_step = run_step or (lambda model, x, y: model.train_on_batch(x, y))
 
@@ -282,14 +327,13 @@ class _Trainer:
         import keras
 
         from engine.data.pipeline import Augmentation, build_augmenter, make_dataset
-        from engine.train.model import build_seed_cnn
+        from engine.train.models.build import build_model
 
         if self.stop is not None:
             self.stop.raise_if_set()
         keras.backend.clear_session()
-        keras.utils.set_random_seed(self.seed)
         keras.mixed_precision.set_global_policy(self.policy)
-        model = build_seed_cnn(self.image_size, self.num_classes, seed=self.seed)
+        model = build_model(self.config, self.num_classes, self.seed).model
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=False)  # as the runner compiles
         # Exactly steps + 1 full batches, cycling through the training images as needed.

@@ -12,7 +12,7 @@ import math
 from typing import Any, Optional
 
 from engine import events as ev
-from engine.record.target import default_target, time_to_target
+from engine.record.target import experiment_target, time_to_target
 
 # Events after which the record on disk must be rewritten.
 RECORD_EVENTS = (ev.RunStarted, ev.EpochEnded, ev.RunPaused, ev.RunFinished, ev.RecordUpdated,
@@ -80,12 +80,9 @@ def _add_epoch(run: dict[str, Any], event: ev.EpochEnded) -> None:
 
 
 def refresh_targets(record: dict[str, Any]) -> None:
-    """The target accuracy (configured, else 95% of the best run so far) and each run's time to it."""
+    """The target accuracy (configured, else 95% of the best finished trial so far) and each run's time to it."""
     runs = record.get("runs") or []
-    target = (record.get("config") or {}).get("target_accuracy")
-    if target is None:
-        target = default_target([(r.get("best") or {}).get("val_accuracy") for r in runs
-                                 if r.get("status") != "stopped"])
+    target = experiment_target(record)
     record["target_accuracy"] = target
     for run in runs:
         if run.get("history"):

@@ -107,11 +107,7 @@ def new_run(run_index: int, batch_size: int, repeat: int, seed: int) -> dict[str
 def save(experiment_dir: Path, record: dict[str, Any]) -> None:
     """Rewrite the record atomically: a crash leaves the previous complete version."""
     record["updated"] = utc_now()
-    path = Path(experiment_dir) / RECORD_NAME
-    try:
-        atomic.write_json(path, record)
-    except OSError as exc:  # name the record, not the temporary file the write failed in
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    atomic.write_json(Path(experiment_dir) / RECORD_NAME, record)
 
 
 def inside(experiment_dir: Path, relative: Optional[str]) -> Optional[Path]:

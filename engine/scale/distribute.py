@@ -44,7 +44,9 @@ from engine.train.prepare import Prepared, prepare
 from engine.record.state import apply_event
 from engine.train.runner import Trainer
 
-CHILD_COMMAND = "import sys; from engine.scale.distribute import child_main; sys.exit(child_main())"
+# native_logs first: the child stays quiet (or verbose) as its parent, before TensorFlow loads.
+CHILD_COMMAND = ("import sys; from engine import native_logs; native_logs.setup(); "
+                 "from engine.scale.distribute import child_main; sys.exit(child_main())")
 
 
 class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
-
-DEAD_TOLERANCE = 0.01  # training loss within 1% of ln(classes): the network still guesses at chance
-
+from typing import Any
 
 def rung_epochs(epochs: int, configurations: int, eta: int) -> list[int]:
     """Epochs trained by the end of each rung, ending with ``epochs`` (one rung without a choice to make).
@@ -34,18 +31,6 @@ def rung_score(history: list[dict[str, Any]], epochs: int) -> tuple[float, float
     accuracies = [h["val_accuracy"] for h in seen if _number(h.get("val_accuracy"))]
     losses = [h["val_loss"] for h in seen if _number(h.get("val_loss"))]
     return (max(accuracies) if accuracies else -math.inf, min(losses) if losses else math.inf)
-
-
-def dead_note(history: list[dict[str, Any]], classes: int) -> Optional[str]:
-    """Why a trial is dead (its training loss never left ln(classes)), or None when it learns."""
-    if classes < 2 or not history or not _number(history[-1].get("loss")):
-        return None
-    chance = math.log(classes)
-    loss = history[-1]["loss"]
-    if abs(loss - chance) > DEAD_TOLERANCE * chance:
-        return None
-    return (f"dead: training loss {loss:.4f} stayed at ln({classes}) = {chance:.4f}, the loss of guessing; "
-            "try a lower learning rate, a smaller image size, or a model with batch normalization (--model seed-bn)")
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ def run_experiment(config: ExperimentConfig, listener: Listener = ignore,
     experiment_dir = create_experiment_dir(Path(config.out), config)
     record = new_record(prepared, experiment_dir)
     record["environment"]["distribution"] = placement.to_record()
-    write_config(prepared.config, experiment_dir / CONFIG_NAME)  # run --config repeats the experiment exactly
     rec.save(experiment_dir, record)
+    write_config(prepared.config, experiment_dir / CONFIG_NAME)  # run --config repeats the experiment exactly
     make_study(placement, prepared, experiment_dir, record, listener, stop).run()
     return experiment_dir
 

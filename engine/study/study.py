@@ -14,7 +14,10 @@ import copy
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-from engine.events import Event, ExperimentFinished, ExperimentStarted, Listener
+from engine.analysis.diagnosis import explain, is_dead
+from engine.analysis.finalize import finalize
+from engine.analysis.summary import load_probe
+from engine.events import Event, ExperimentFinished, ExperimentStarted, Listener, RecordUpdated
 from engine.record import store as rec
 from engine.record.state import RECORD_EVENTS, apply_event
 from engine.stop import StopToken
@@ -89,16 +92,14 @@ class Study:
 
     def decide(self, batch_size: int, rung: int, epochs: int) -> None:
         """After a rung: stop dead trials (at the first rung), then keep the best 1/eta of the rest."""
-        classes = len(self.p.data.report.classes)
         candidates = []
         for run in self.record["runs"]:
             if run["batch_size"] != batch_size:
                 continue
             reason = (run.get("trial") or {}).get("stop_reason")
             if run["status"] == "pending":
-                note = halving.dead_note(run["history"], classes) if rung == 0 else None
-                if note:
-                    self.trainer.finish(run, "completed", "dead", None, note)
+                if rung == 0 and is_dead(run["history"], self.record["dataset"]):
+                    self.trainer.finish(run, "completed", "dead", None, explain("dead", run, self.record))
                     continue
                 candidates.append(run)
             elif reason in ("completed", "early_stopped"):
@@ -111,6 +112,8 @@ class Study:
                                     f"among the best 1/{self.record['tuning']['eta']} of batch size {batch_size}")
 
     def finish(self) -> None:
+        """The tuned answer and the prediction (engine.analysis), then the experiment's status."""
+        self.emit(RecordUpdated(finalize(self.record, load_probe(self.dir))))
         statuses = {r["status"] for r in self.record["runs"]}
         if self.halted:
             status = "failed"

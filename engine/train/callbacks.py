@@ -23,7 +23,7 @@ from engine import atomic
 from engine.events import BatchProgress, EpochEnded, Listener
 from engine.record.store import clean_number
 from engine.stop import StopToken
-from engine.train.model import file_sha256, save_for_inference
+from engine.train.models.files import file_sha256, save_for_inference
 
 
 class TrainingFailed(RuntimeError):

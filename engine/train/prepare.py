@@ -14,9 +14,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from engine.config import ExperimentConfig
-from engine.data.dataset import LoadedDataset, load_dataset
+from engine.data.dataset import load_dataset
+from engine.data.decode import LoadedDataset
 from engine.data.recommend import with_image_size
 from engine.data.split import stratified_split
+from engine.train.models.settings import check_model_settings
 from engine.events import Listener, LogMessage, ignore
 from engine.stop import StopToken
 from engine.train import plan
@@ -52,6 +54,7 @@ def decode_progress(listener: Listener, every_s: float = 2.0) -> Callable[[int, 
 def prepare(config: ExperimentConfig, listener: Listener = ignore, stop: Optional[StopToken] = None) -> Prepared:
     """Validate settings and data; raises ConfigError, DatasetError or SplitError with one clear line."""
     config = with_image_size(config.validate(), listener)  # the record keeps the size trained at, never auto
+    check_model_settings(config)  # a missing weights file or model is named before any image is decoded
     data = load_dataset(config.data_dir, config.image_size, cache_dir=Path(config.out) / ".cache",
                         progress=decode_progress(listener), stop=stop)
     labels = np.asarray(data.labels)

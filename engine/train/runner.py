@@ -18,14 +18,16 @@ import keras
 import tensorflow as tf
 
 from engine import atomic
+from engine.analysis.diagnosis import explain
 from engine.data.pipeline import Augmentation, build_augmenter, make_dataset
-from engine.events import Event, LogMessage, RunFinished, RunPaused, RunStarted
+from engine.events import Event, LogMessage, RecordUpdated, RunFinished, RunPaused, RunStarted
 from engine.record import store as rec
 from engine.stop import StopRequested, StopToken
 from engine.train.callbacks import BestCheckpoint, Diverged, HistoryRecorder, PatienceStop, RunMonitor, TrainingFailed
 from engine.train.lr_schedule import WarmupCallback
 from engine.train.memory import forget_traced_steps, trim_heap
-from engine.train.model import build_seed_cnn, weights_sha256
+from engine.train.models.build import build_model
+from engine.train.models.files import load_own_weights, weights_sha256
 from engine.train.placement import Placement
 from engine.train.prepare import Prepared
 
@@ -110,7 +112,7 @@ class Trainer:
         if state is not None and state.is_file():
             state.unlink()
         if reason == "diverged" and note is None:
-            note = f"diverged at lr {run['lr']:.3g}: the loss became NaN; try a lower learning rate"
+            note = explain("diverged", run, self.record)
         ended_early = reason not in ("completed", "early_stopped")
         trial = {"rung": self._rung(run), "stopped_at_rung": self._rung(run) if ended_early else None,
                  "stop_reason": reason, "note": note}
@@ -135,7 +137,12 @@ class Trainer:
         keras.mixed_precision.set_global_policy(p.precision.policy)
         updates: dict[str, Any] = {}
         if first_epoch == 0:
-            model = build_seed_cnn(cfg.image_size, len(p.data.report.classes), seed=seed)
+            built = build_model(cfg, len(p.data.report.classes), seed)
+            for warning in built.warnings:
+                self.emit(LogMessage("warning", warning))
+            if self.record.get("model") is None:  # the same model for every trial: recorded once
+                self.emit(RecordUpdated({"model": built.info}))
+            model = built.model
             weights = self.initial_weights(model, seed)
             model.compile(optimizer=keras.optimizers.Adam(run["lr"]), loss=keras.losses.SparseCategoricalCrossentropy(),
                           metrics=["accuracy"], jit_compile=False)  # XLA measured 4x slower on CPU
@@ -146,6 +153,8 @@ class Trainer:
                        "precision": p.precision.label, "tensorboard": run_dir.relative_to(self.dir).as_posix(),
                        "replicas": replicas, "per_replica_batch": -(-run["batch_size"] // replicas),
                        "trial": {"rung": 0, "stopped_at_rung": None, "stop_reason": None, "note": None}}
+            if built.info.get("batch_norm_layers"):  # what each batch-normalization layer averages over
+                updates["bn_per_replica_batch"] = updates["per_replica_batch"]
         else:
             model = keras.saving.load_model(rec.inside(self.dir, run["state_file"]), safe_mode=True)
         size, steps, epochs = run["batch_size"], run["steps_per_epoch"], run["epochs_planned"]
@@ -214,7 +223,7 @@ class Trainer:
         """Save the first build's weights per seed; every later trial of that seed loads exactly those."""
         path = self.dir / "initial" / f"seed{seed}.weights.h5"
         if path.exists():
-            model.load_weights(path)
+            load_own_weights(model, path)
         else:
             atomic.write_with_suffix(path, model.save_weights, ".weights.h5")
         return path
