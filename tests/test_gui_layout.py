@@ -62,7 +62,7 @@ def test_the_window_opens_within_the_screen_and_its_minimum_fits_1024x640(make_w
     assert minimum.width() <= min(1024, screen.width()) and minimum.height() <= 640, minimum
 
 
-@pytest.mark.parametrize("size, plot_at_least", [((1024, 640), (250, 100)), ((1366, 768), (420, 160)),
+@pytest.mark.parametrize("size, plot_at_least", [((1024, 640), (250, 90)), ((1366, 768), (420, 160)),
                                                  ((1920, 1080), (700, 300))])
 def test_every_plot_keeps_a_usable_data_area(make_window, size, plot_at_least):  # noqa: F811 - the fixture
     window = make_window()
