@@ -274,30 +274,28 @@ def _number(value: Any, decimals: int) -> str:
 
 
 def summary_html(summary: Summary) -> str:
-    """Per batch size: mean ± spread of the best val accuracy over repeats, or the best trial's when several
-    learning rates were tried; then the verdict, as rich text."""
+    """Per batch size, its best learning rate's best val accuracy (mean ± spread over seeds, and the lr
+    when several were tried), then the verdict, as rich text."""
     colours = batch_colours([b.batch_size for b in summary.batches])
-    repeats = max((len({r.get("repeat", 0) for r in b.runs}) for b in summary.batches), default=1)
-    tuned = any(len({r.get("lr") for r in b.runs}) > 1 for b in summary.batches)
+    repeats = max((len(b.runs) for b in summary.batches), default=1)
+    tuned = any(len(b.lrs) > 1 for b in summary.batches)
     parts = []
     for batch in summary.batches:
         if batch.best_mean is None:
             continue
-        swatch = f"<span style='color:{colours[batch.batch_size].name()}'>■</span> batch {batch.batch_size}: "
-        if tuned:
-            best = best_run(batch.runs)
-            parts.append(swatch + f"<b>{100 * best['best']['val_accuracy']:.1f} %</b> at lr {best['lr']:.3g}")
-            continue
         spread = f" ± {100 * batch.best_std:.1f}" if batch.best_std is not None else ""
-        parts.append(swatch + f"<b>{100 * batch.best_mean:.1f}{spread} %</b>")
+        rate = f" at lr {batch.lr:.3g}" if tuned and batch.lr is not None else ""
+        parts.append(f"<span style='color:{colours[batch.batch_size].name()}'>■</span> batch {batch.batch_size}: "
+                     f"<b>{100 * batch.best_mean:.1f}{spread} %</b>{rate}")
     if not parts:
         return ""
-    what = ("best trial of each batch size" if tuned else
-            f"mean ± std over {repeats} repeats" if repeats > 1 else "single runs")
+    what = f"mean ± std over {repeats} seeds" if repeats > 1 else "single runs"
+    if tuned:
+        what += ", each batch size's best learning rate"
     text = f"Best val. accuracy ({what}): " + " &nbsp;·&nbsp; ".join(parts)
     if summary.target_accuracy is not None:
         text += f" &nbsp;·&nbsp; target {100 * summary.target_accuracy:.1f} %"
-    if summary.verdict and not tuned:  # the verdict pools a batch size's trials as repeats: not with a lr grid
+    if summary.verdict:
         text += "<br>" + html.escape(summary.verdict[:1].upper() + summary.verdict[1:])
     return text
 

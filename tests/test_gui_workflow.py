@@ -83,7 +83,7 @@ def test_table_shows_lr_time_to_target_and_the_repeat_summary(window, experiment
     assert any(run["time_to_target"] for run in record["runs"])  # the best run reaches 95 % of itself
     summary = summarize(record)
     text = window.summary.text()
-    assert "mean ± std over 2 repeats" in text
+    assert "mean ± std over 2 seeds" in text
     for batch in summary.batches:
         assert f"batch {batch.batch_size}: <b>{100 * batch.best_mean:.1f} ± {100 * batch.best_std:.1f} %</b>" in text
     assert summary.verdict[1:] in text  # the Welch t-test sentence, in words
