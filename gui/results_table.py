@@ -142,6 +142,8 @@ class ResultsTable(QTableWidget):
         self.refresh()
         if selected is not None and any(run is selected for run in runs):
             self.select_run(selected["run_index"])
+        elif self.best_row() is not None:  # the starred row in view, however many trials
+            self.scrollToItem(self.item(self.best_row(), 0))
 
     def set_target(self, target: Optional[float]) -> None:
         """The target val accuracy the "Time to target" column is measured against (None: not set yet)."""
