@@ -111,10 +111,16 @@ def band_series(runs: list[dict[str, Any]], x_key: str, y_key: str,
     return x[keep], mean[keep], low[keep], high[keep]
 
 
-def best_by_batch(runs: list[dict[str, Any]]) -> dict[int, int]:
-    """Batch size -> run_index of its best trial so far (highest best val accuracy; the earlier wins a tie)."""
+def best_by_batch(runs: list[dict[str, Any]], tuned: Optional[dict[int, float]] = None) -> dict[int, int]:
+    """Batch size -> run_index of its best trial so far (highest best val accuracy; the earlier wins a tie).
+
+    ``tuned``: the learning rate the study chose per batch size (the record's tuning answer, once the
+    experiment has ended); that lr's trials are then the candidates, so the plots agree with the summary."""
     best: dict[int, tuple[float, int]] = {}
     for run in runs:
+        chosen = (tuned or {}).get(run["batch_size"])
+        if chosen is not None and run.get("lr") is not None and not math.isclose(run["lr"], chosen, rel_tol=1e-6):
+            continue
         score = _number((run.get("best") or {}).get("val_accuracy"))
         score = -1.0 if math.isnan(score) else score
         size = run["batch_size"]
@@ -173,6 +179,7 @@ class Shown:
     name: str
     runs: list[dict[str, Any]]
     style: Qt.PenStyle
+    tuned: dict[int, float] = field(default_factory=dict)  # batch size -> the study's chosen lr, once known
 
 
 class CurvesView(QWidget):
@@ -332,14 +339,15 @@ class CurvesView(QWidget):
 
     # -- data -------------------------------------------------------------------------------------
 
-    def set_runs(self, runs: list[dict[str, Any]]) -> None:
-        """Show one experiment's runs; items are rebuilt only when the set of trials changes."""
-        self._show([Shown("", runs, Qt.PenStyle.SolidLine)])
+    def set_runs(self, runs: list[dict[str, Any]], tuned: Optional[dict[int, float]] = None) -> None:
+        """Show one experiment's runs; items are rebuilt only when the set of trials changes. ``tuned``: the
+        learning rate the study chose per batch size (drawn as the strong line), once the study has ended."""
+        self._show([Shown("", runs, Qt.PenStyle.SolidLine, dict(tuned or {}))])
 
-    def set_overlay(self, experiments: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        """Show several experiments at once: (name, runs) each, told apart by line style and name."""
-        self._show([Shown(name, runs, EXPERIMENT_STYLES[i % len(EXPERIMENT_STYLES)])
-                    for i, (name, runs) in enumerate(experiments)])
+    def set_overlay(self, experiments: list[tuple[str, list[dict[str, Any]], dict[int, float]]]) -> None:
+        """Show several experiments at once: (name, runs, tuned lrs) each, told apart by line style and name."""
+        self._show([Shown(name, runs, EXPERIMENT_STYLES[i % len(EXPERIMENT_STYLES)], tuned)
+                    for i, (name, runs, tuned) in enumerate(experiments)])
 
     def overlaid(self) -> list[tuple[str, str]]:
         """(experiment name, line style) of each overlaid experiment; empty when one experiment is shown."""
@@ -468,7 +476,7 @@ class CurvesView(QWidget):
         self._update_legend(colours)
 
     def _update_legend(self, colours: Optional[dict[int, QColor]] = None) -> None:
-        best = [best_by_batch(s.runs) for s in self._shown]
+        best = [best_by_batch(s.runs, s.tuned) for s in self._shown]
         key = (tuple(sorted(b.items())) for b in best)
         legend_key = (tuple(key), tuple(s.name for s in self._shown), tuple(len(s.runs) for s in self._shown))
         if colours is None and legend_key == self._legend_key:
@@ -479,11 +487,12 @@ class CurvesView(QWidget):
         for size, colour in colours.items():
             text = f"batch {size}"
             if len(self._shown) == 1:
-                best = best_by_batch([r for r in self._shown[0].runs if r["batch_size"] == size]).get(size)
+                shown = self._shown[0]
+                best = best_by_batch([r for r in shown.runs if r["batch_size"] == size], shown.tuned).get(size)
                 lrs = {r.get("lr") for r in self._shown[0].runs if r["batch_size"] == size}
                 run = next((r for r in self._shown[0].runs if r["run_index"] == best), None)
                 if len(lrs) > 1 and run is not None and isinstance(run.get("lr"), (int, float)):
-                    text += f" (best lr {run['lr']:.3g})"
+                    text += f" ({'tuned' if size in shown.tuned else 'best'} lr {run['lr']:.3g})"
             entries.append((text, colour))
         repeats = any(len({r.get("repeat", 0) for r in s.runs}) > 1 for s in self._shown)
         trials = any(len({r.get("lr") for r in s.runs if r["batch_size"] == size}) > 1
@@ -517,7 +526,8 @@ class CurvesView(QWidget):
         if (position, size) not in self._bands["val_accuracy"]:
             return
         runs = self._shown[position].runs
-        best = next((r for r in runs if r["run_index"] == best_by_batch(runs).get(size)), None)
+        best = next((r for r in runs if r["run_index"] == best_by_batch(runs, self._shown[position].tuned).get(size)),
+                    None)
         same = [r for r in runs if r["batch_size"] == size and (best is None or r.get("lr") == best.get("lr"))]
         for key, (_title, _label, scale) in PLOTS.items():
             x, mean, low, high = band_series(same, self._x_key, key, scale)
@@ -528,7 +538,7 @@ class CurvesView(QWidget):
         if position >= len(self._shown):
             return
         runs = self._shown[position].runs
-        best = set(best_by_batch(runs).values())
+        best = set(best_by_batch(runs, self._shown[position].tuned).values())
         repeats = len({r.get("repeat", 0) for r in runs}) > 1
         ratio = max(1.0, self.devicePixelRatioF())  # pens are in device pixels: as thick at any scale factor
         for (where, index), trace in self._traces.items():

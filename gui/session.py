@@ -28,6 +28,13 @@ START_DELAY_MS = 40
 PROGRESS_INTERVAL_MS = 500  # batch progress is drawn at most twice a second: each draw redraws two plots
 
 
+def tuned_lrs(record: dict[str, Any]) -> dict[int, float]:
+    """The learning rate the study chose for each batch size (the record's tuning answer; empty until then)."""
+    best = (record.get("tuning") or {}).get("best") or {}
+    return {int(size): answer["lr"] for size, answer in best.items()
+            if isinstance(answer, dict) and isinstance(answer.get("lr"), (int, float))}
+
+
 def planned_trials(config: ExperimentConfig) -> int:
     """How many trials (rows of the table) an experiment with ``config`` has."""
     rates = len(config.lrs) if config.lrs else max(1, config.lr_grid)
@@ -221,7 +228,7 @@ class SessionMixin:
         self.record, self.record_dir, self.overlay_folders = record, folder, []
         if folder is not None:
             self.settings.setValue(LAST_EXPERIMENT_KEY, str(folder))
-        self.curves.set_runs(record["runs"])
+        self.curves.set_runs(record["runs"], tuned_lrs(record))
         self.curves.set_target(record.get("target_accuracy"))
         self.table.set_runs(record["runs"])
         self.progress.show_record(record, opened=self.worker is None)
@@ -247,7 +254,8 @@ class SessionMixin:
         first_dir, first = records[0]
         self.show_record(first, first_dir)
         self.overlay_folders = [str(folder) for folder, _record in records]
-        self.curves.set_overlay([(str(record.get("id") or folder.name), record["runs"]) for folder, record in records])
+        self.curves.set_overlay([(str(record.get("id") or folder.name), record["runs"], tuned_lrs(record))
+                                 for folder, record in records])
         styles = ", ".join(f"{name} {style}" for name, style in self.curves.overlaid())
         self.show_notice("info", f"Overlay of {len(records)} experiments: {styles}. Table, advice and export: "
                                  f"{first.get('id')}.", ("Show it alone", lambda: self.open_experiment(first_dir)))

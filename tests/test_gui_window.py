@@ -927,3 +927,21 @@ def test_the_fate_column_says_why_a_trial_ended(qtbot):
     table.set_runs(runs)
     assert [table.cell_text(r, "Fate") for r in range(4)] == ["full budget", "halved after rung 1", "dead", "queued"]
     assert table.item(2, COLUMNS.index("Fate")).toolTip() == "loss stayed at ln(5): try a lower lr"
+
+
+def test_after_the_study_the_strong_line_is_the_learning_rate_it_chose(qtbot, make_window):
+    window = make_window()
+    runs = []
+    for index, (lr, best) in enumerate([(0.001, 0.8), (0.003, 0.7)]):
+        run = rec.new_run(index, 8, 0, 0)
+        run.update(lr=lr, status="completed", best={"epoch": 1, "val_accuracy": best, "val_loss": 1.0},
+                   history=[{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": best,
+                             "steps": 1, "samples": 8, "elapsed": 1.0}])
+        runs.append(run)
+    record = {"id": "tuned", "runs": runs, "config": {}}
+    window.show_record(record, None)
+    assert [window.curves.is_strong(i) for i in range(2)] == [True, False]  # live: the best accuracy so far
+    record["tuning"] = {"method": "grid", "best": {"8": {"lr": 0.003}}}  # the study chose by time to target
+    window.show_record(record, None)
+    assert [window.curves.is_strong(i) for i in range(2)] == [False, True]
+    assert window.curves.legend.entries[0] == "batch 8 (tuned lr 0.003)"
