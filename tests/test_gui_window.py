@@ -945,3 +945,16 @@ def test_after_the_study_the_strong_line_is_the_learning_rate_it_chose(qtbot, ma
     window.show_record(record, None)
     assert [window.curves.is_strong(i) for i in range(2)] == [False, True]
     assert window.curves.legend.entries[0] == "batch 8 (tuned lr 0.003)"
+
+
+def test_the_stall_report_names_what_ran_and_leaves_out_the_machines_own_pauses():
+    from batchlab.window_bench import long_stalls, own_stall_max
+
+    ticks = [0.0, 0.01, 0.32, 0.33, 0.64, 0.65]  # two gaps of 300 ms beyond the 10 ms tick
+    marks = [(0.2, "EpochEnded"), (0.5, "BatchProgress")]
+    machine = [(0.34, 0.63)]  # a control process on the same machine stalled through the second gap
+    found = long_stalls(ticks, marks, start=0.0, limit_ms=100, machine=machine)
+    assert [(round(late), what) for _when, late, what in found] == [
+        (300, "EpochEnded"), (300, "BatchProgress, machine busy: the control process stalled too")]
+    assert own_stall_max(ticks, machine) == pytest.approx(300.0)  # the first gap was the window's own
+    assert own_stall_max(ticks[3:], machine) == pytest.approx(10.0, abs=0.5)  # the second was the machine's
