@@ -10,6 +10,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from gui.main_window import MainWindow
+from gui.startup import load_behind_screen
 
 ICON = Path(__file__).resolve().parent.parent / "resources" / "batchlab.svg"
 
@@ -22,6 +23,7 @@ def create_window() -> tuple[QApplication, MainWindow]:
     app.setStyle("Fusion")
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
+    load_behind_screen(app)  # TensorFlow loads before the window, never after a click on Start
     window = MainWindow(QSettings())
     window.show()
     return app, window

@@ -160,7 +160,7 @@ class DataPanel(QWidget):
         self.progress.setValue(done)
         self.progress.setFormat(f"{text} %v / %m" if total else text)
         self.progress.show()
-        self.summary.setText(text)
+        self.summary.clear()  # the progress bar says it: the text once, not twice
         self.changed.emit()
 
     def end_busy(self) -> None:

@@ -1,9 +1,17 @@
-"""Helpers the tests import: real image folders and free local ports (fixtures live in conftest.py)."""
+"""Helpers the tests import: real image folders, free local ports and a private X server (fixtures live in
+conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import shutil
 import socket
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -37,3 +45,27 @@ def free_ports(count: int) -> list[int]:
     for s in sockets:
         s.close()
     return ports
+
+
+@contextlib.contextmanager
+def running_xvfb(size: str = "1366x768") -> Iterator[str]:
+    """A private Xvfb (``size`` like "1024x640") on a display number it picks itself (-displayfd); yields the
+    DISPLAY value and stops the server afterwards. Fails (not skips) without Xvfb: CI installs it."""
+    if shutil.which("Xvfb") is None:
+        raise AssertionError("Xvfb is not installed: apt-get install xvfb (CI installs it; these tests must run)")
+    read_end, write_end = os.pipe()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{size}x24",
+                                   "-nolisten", "tcp"], pass_fds=(write_end,), stdout=log, stderr=log)
+        os.close(write_end)
+        try:
+            ready, _, _ = select.select([read_end], [], [], 30)
+            number = os.read(read_end, 64).decode().strip() if ready else ""
+            if not number.isdigit():
+                log.seek(0)
+                raise AssertionError(f"Xvfb did not start: {log.read().decode(errors='replace')[-2000:]}")
+            yield f":{number}"
+        finally:
+            os.close(read_end)
+            server.terminate()
+            server.wait(10)

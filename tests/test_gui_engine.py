@@ -20,6 +20,8 @@ from engine.record import store as rec
 from gui.curves import PLOTS
 from gui.main_window import MainWindow
 
+pytestmark = pytest.mark.slow  # real training or a real X server: over 20 s each
+
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
@@ -64,7 +66,7 @@ def table_figures(window: MainWindow) -> list[dict[str, str]]:
     """Every figure the results table shows, row by row."""
     from gui.results_table import COLUMNS
 
-    figures = [c for c in COLUMNS if c not in ("Status",)]
+    figures = [c for c in COLUMNS if c not in ("Status", "Fate")]  # what a trial is doing, not a figure
     return [{c: window.table.cell_text(r, c) for c in figures} for r in range(window.table.rowCount())]
 
 

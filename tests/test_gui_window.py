@@ -55,9 +55,11 @@ class ScriptedEngine:
     made-up numbers and no TensorFlow; the record is kept by the engine's own apply_event, as the runner does."""
 
     def __init__(self, epochs: int = 3, fail_batch: Optional[int] = None, error: Optional[Exception] = None,
-                 hold_after: Optional[int] = None) -> None:
-        """``hold_after``: after that many epochs the run keeps "training" until the stop token is set."""
+                 hold_after: Optional[int] = None, checkpoints: bool = False) -> None:
+        """``hold_after``: after that many epochs the run keeps "training" until the stop token is set;
+        ``checkpoints``: each improving epoch writes a (stand-in) best checkpoint file."""
         self.epochs, self.fail_batch, self.error, self.hold_after = epochs, fail_batch, error, hold_after
+        self.checkpoints = checkpoints
         self.thread: Optional[QThread] = None
 
     def __call__(self, config: ExperimentConfig, listener: ev.Listener, stop: StopToken) -> Path:
@@ -65,8 +67,11 @@ class ScriptedEngine:
         if self.error is not None:
             raise self.error
         folder = Path(config.out) / f"scripted-{time.monotonic_ns()}"
+        self.folder = folder
         folder.mkdir(parents=True)
         runs = [rec.new_run(i, size, 0, config.seed) for i, size in enumerate(config.batch_sizes)]
+        for run in runs:  # planned from the start, as the engine's trials are
+            run["epochs_planned"] = self.epochs
         record = {"schema_version": rec.SCHEMA_VERSION, "id": folder.name, "created": rec.utc_now(),
                   "status": "running", "config": config.to_dict(), "dataset": {"classes": ["a", "b"]}, "runs": runs,
                   "environment": {"device": "CPU (scripted)", "precision": "fp32"}}
@@ -108,9 +113,15 @@ class ScriptedEngine:
                      "lr": 0.001,
                      "steps": steps * epoch, "samples": 96 * epoch, "seconds": 0.5, "elapsed": 0.5 * epoch,
                      "images_per_s": 192.0}
+            checkpoint = {}
+            if self.checkpoints:
+                checkpoint = {"checkpoint": f"bs{size}/best.keras"}
+                (self.folder / f"bs{size}").mkdir(exist_ok=True)
+                (self.folder / checkpoint["checkpoint"]).write_bytes(b"stand-in")
             emit(ev.EpochEnded(run["run_index"], size, entry, entry["val_accuracy"], epoch, 192.0,
-                               0.5 * (self.epochs - epoch), True))
-        emit(ev.RunFinished(run["run_index"], size, status, error, run["best"], None, run["epochs_run"]))
+                               0.5 * (self.epochs - epoch), True, checkpoint))
+        emit(ev.RunFinished(run["run_index"], size, status, error, run["best"], run.get("checkpoint"),
+                            run["epochs_run"]))
 
 
 @pytest.fixture
@@ -134,6 +145,7 @@ def make_window(qtbot, tmp_path: Path, settings: QSettings):
         window = MainWindow(settings, data_root=tmp_path / "data", checkpoints=tmp_path / "checkpoints",
                             run=run or ScriptedEngine(), **kwargs)
         qtbot.addWidget(window)
+        window.confirm_close = lambda: True  # a failing test must never wait on a question at teardown
         window.show()
         windows.append(window)
         return window
@@ -167,7 +179,8 @@ def test_first_launch_draws_the_demo_data_in_the_background(qtbot, make_window, 
     assert len(window.data_panel.report.classes) == 5
     assert any("demo data" in line for line in window.log.lines())
     assert window.start_action.isEnabled()
-    assert window.settings_panel.image_size.value() == 32  # the demo's size, not the seed's 150 px
+    assert window.settings_panel.image_size.text() == "auto"  # no special case: auto is the demo's 32 px
+    assert window.settings_panel.image_size_for(window.data_panel.folder()) == 32
 
 
 def test_choosing_a_folder_while_the_demo_set_is_drawn_wins(qtbot, make_window, tmp_path, images):
@@ -310,8 +323,8 @@ def test_a_run_fills_every_plot_and_the_table(qtbot, make_window, images):
             assert list(x) == [1, 2, 3]
             assert len(y) == 3
             assert curve.opts["pen"].color() == colours[run["batch_size"]]
-        curves = [i for i in window.curves.plots[key].listDataItems() if isinstance(i, pg.PlotDataItem)]
-        assert len(curves) == 2  # one long-lived curve per batch size
+        curves = [i for i in window.curves.plots[key].listDataItems() if isinstance(i, pg.PlotDataItem) and i.name()]
+        assert len(curves) == 2  # one long-lived curve per batch size (plus the unnamed provisional one)
     assert window.curves.legend.entries == ["batch 8", "batch 32"]
 
     table = window.table
@@ -426,7 +439,7 @@ def test_opening_an_interrupted_experiment_shows_what_was_recorded(qtbot, make_w
     window = make_window(data_dir=images)
     ready(qtbot, window)
     window.side_tabs.setCurrentWidget(window.history)
-    assert window.history.tree.topLevelItem(0).text(1) == "interrupted"
+    assert window.history.tree.topLevelItem(0).text(2) == "interrupted"
     window.history.tree.setCurrentItem(window.history.tree.topLevelItem(0))
     window.history.open_button.click()
 
@@ -519,7 +532,7 @@ def test_per_run_actions_follow_the_selection(qtbot, make_window, images):
     assert all(action.isEnabled() for action in window.save_plot_actions.values())
     window.table.selectRow(0)
     assert not window.export_action.isEnabled()  # the scripted runs saved no checkpoint
-    assert "Select a run with a saved checkpoint" in window.export_action.toolTip()
+    assert "The selected run has no saved checkpoint" in window.export_action.toolTip()
     window.views.setCurrentWidget(window.evaluation_view)
     assert "has no finished checkpoint yet" in window.evaluation_view.title.text()
     assert window.evaluation_view.job is None
@@ -704,3 +717,244 @@ def test_settings_files_load_and_save_the_same_toml_as_the_command_line(qtbot, m
     window.settings_panel.batch_sizes.setText("x")
     assert not save_settings(window, str(tmp_path / "refused.toml"))
     assert "not saved" in window.notice.text() and not (tmp_path / "refused.toml").exists()
+
+
+# -- plots, progress, export, reopening and overlay (issue 14) ------------------------------------
+
+def test_the_running_loss_is_drawn_before_the_first_epoch_ends(qtbot, make_window, images):
+    window = make_window(run=ScriptedEngine(epochs=3, hold_after=0), data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.batch_sizes.setText("8")
+    window.start_action.trigger()
+    provisional = window.curves.provisional
+    qtbot.waitUntil(lambda: provisional["loss"].getData()[0] is not None and len(provisional["loss"].getData()[0]))
+    assert window.record["runs"][0]["history"] == []  # no epoch has ended: the line is all there is
+    x, y = provisional["loss"].getData()
+    assert list(x) == [1 / 12] and list(y) == [1.0]  # step 1 of 12 in epoch 1; the running loss
+    assert list(provisional["accuracy"].getData()[1]) == [50.0]
+    window.curves.set_x_axis("steps")
+    assert list(provisional["loss"].getData()[0]) == [1.0]
+    window.stop_action.trigger()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=10_000)
+    assert provisional["loss"].getData()[0] is None  # the run ended: no provisional line is left
+
+
+def test_accuracy_axes_are_fixed_at_0_to_100_and_the_target_is_a_line(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    curves = window.curves
+    for key in ("val_accuracy", "accuracy"):  # empty plots: percent from 0 to 100, not 0.2-0.8
+        low, high = curves.plots[key].getViewBox().viewRange()[1]
+        assert low <= 0 and 100 <= high <= 110
+    window.settings_panel.batch_sizes.setText("8, 32")
+    run_to_end(qtbot, window)
+    ranges = [curves.plots[key].getViewBox().viewRange()[1] for key in ("val_accuracy", "accuracy")]
+    assert all(low <= 0 and high >= 100 for low, high in ranges)  # data at 27-78 % does not zoom by default
+    target = window.record["target_accuracy"]
+    assert target is not None and curves.target_line.isVisible()
+    assert curves.target_line.value() == pytest.approx(100 * target)
+    assert f"target {100 * target:.1f} %" in curves.target_line.label.toPlainText()
+    curves.set_auto_accuracy(True)
+    zoomed = [curves.plots[key].getViewBox().viewRange()[1] for key in ("val_accuracy", "accuracy")]
+    assert zoomed[0] == pytest.approx(zoomed[1])  # training and validation share one range
+    assert zoomed[0][0] > 5 and zoomed[0][1] < 95
+    curves.set_log_loss(True)
+    assert curves.plots["loss"].getAxis("left").logMode
+
+
+def test_hover_reads_out_the_nearest_point_and_smoothing_keeps_raw_values(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.batch_sizes.setText("8, 32")
+    run_to_end(qtbot, window)
+    curves = window.curves
+    run = window.record["runs"][1]
+    value = 100 * run["history"][1]["val_accuracy"]
+    assert curves.readout("val_accuracy", 2, value) == f"batch 32\nepoch 2: validation accuracy {value:.1f} %"
+    assert curves.readout("val_accuracy", 2, value + 60) is None  # far from every point: nothing
+    curves.set_smoothing("strong")
+    smoothed = curves.curve("val_accuracy", 1).getData()[1]
+    assert smoothed[1] != pytest.approx(value)
+    assert curves.readout("val_accuracy", 2, smoothed[1]).endswith(f"{value:.1f} %")  # the raw value
+
+
+def test_the_progress_strip_gives_the_whole_experiments_time_left(qtbot):
+    from gui.progress_panel import experiment_seconds_left
+
+    def run(index, size, status, planned, seconds):
+        return {"run_index": index, "batch_size": size, "status": status, "epochs_planned": planned,
+                "epochs_run": len(seconds), "history": [{"epoch": e + 1, "seconds": s} for e, s in enumerate(seconds)]}
+
+    record = {"runs": [run(0, 32, "completed", 4, [10, 10, 10, 10]), run(1, 32, "running", 4, [12]),
+                       run(2, 256, "pending", 6, [])], "tuning": {"method": "grid"}}
+    # batch 32: 3 epochs left at 10.4 s (its 5 epochs' mean); batch 256 (not timed yet): 6 epochs at batch 32's
+    assert experiment_seconds_left(record) == pytest.approx(9 * 10.4)
+    halving = {"runs": [run(i, 32, "pending" if i else "running", 9, [5.0]) for i in range(3)],
+               "tuning": {"method": "halving", "eta": 3, "rungs": {"32": [3, 9]}}}
+    # rung 0: 3 trials x 3 epochs, rung 1: 1 trial x 6 more; 3 epochs done
+    assert experiment_seconds_left(halving) == pytest.approx((9 + 6 - 3) * 5.0)
+    assert experiment_seconds_left({"runs": [run(0, 32, "pending", 4, [])]}) is None
+
+
+def test_the_time_left_covers_every_remaining_run(qtbot, make_window, images):
+    window = make_window(run=ScriptedEngine(epochs=4, hold_after=2), data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.batch_sizes.setText("8, 32")
+    window.start_action.trigger()
+    qtbot.waitUntil(lambda: window.record is not None and len(window.record["runs"][0]["history"]) >= 2)
+    qtbot.waitUntil(lambda: "left" in window.progress.time_label.text())
+    # run 1: 2 epochs left, run 2: 4 epochs, 0.5 s each; the run's own time left follows
+    assert window.progress.time_label.text().startswith("3 s left")
+    window.stop_action.trigger()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=10_000)
+
+
+def test_ready_is_never_shown_while_start_is_disabled(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    assert window.progress.run_label.text().startswith("Ready")
+    window.settings_panel.batch_sizes.setText("abc")
+    window.settings_panel.lr.setText("fast")
+    text = window.progress.run_label.text()
+    assert text.startswith("Not ready, 2 problems:") and "'abc'" in text and "'fast'" in text
+    assert "'abc'" in window.statusBar().currentMessage() and "'fast'" in window.statusBar().currentMessage()
+
+
+def test_export_follows_the_star_unless_another_row_is_selected(qtbot, make_window, images):
+    from gui.window_actions import export_target
+
+    window = make_window(run=ScriptedEngine(epochs=2, checkpoints=True), data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.batch_sizes.setText("8, 32")
+    run_to_end(qtbot, window)
+    assert window.table.selected_run() is None
+    assert window.export_action.isEnabled() and window.export_action.text() == "Export best model…"
+    assert export_target(window)["run_index"] == 0 == window.table.best_row()  # batch 8 has the star
+    window.table.selectRow(1)
+    assert window.export_action.text() == "Export batch 32, lr 0.001…"
+    assert export_target(window)["run_index"] == 1
+    window.export_action.trigger()
+    assert window.export_dialog.selected_run()["run_index"] == 1
+    window.export_dialog.reject()
+    window.table.clearSelection()
+    assert export_target(window)["run_index"] == 0
+
+
+def test_the_last_experiment_is_reopened_on_launch(qtbot, make_window, images, tmp_path):
+    first = make_window(data_dir=images)
+    ready(qtbot, first)
+    first.settings_panel.batch_sizes.setText("8")
+    run_to_end(qtbot, first)
+    folder = first.record_dir
+    first.close()
+    second = make_window()
+    assert second.record_dir == folder and second.windowTitle() == f"BatchLab — {folder.name}"
+    assert second.table.rowCount() == 1 and len(second.curves.curve("loss", 0).getData()[0]) == 3
+    second.close()
+    (folder / rec.RECORD_NAME).write_text("{ broken")
+    third = make_window()
+    assert third.record is None and third.windowTitle() == "BatchLab — new experiment"
+    assert "could not be reopened" in third.notice.text() and "starting fresh" in third.notice.text()
+
+
+def test_history_overlays_experiments_and_goes_back_to_one(qtbot, make_window, images):
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.batch_sizes.setText("8, 32")
+    run_to_end(qtbot, window)
+    first = window.record_dir
+    window.settings_panel.batch_sizes.setText("16")
+    run_to_end(qtbot, window)
+    second = window.record_dir
+    history = window.history
+    window.side_tabs.setCurrentWidget(history)
+    assert [history.tree.headerItem().text(i) for i in range(4)] == ["Experiment", "Date", "Status", "Best"]
+    history.select([str(first), str(second)])
+    assert history.overlay_button.isEnabled() and history.overlay_button.text() == "Overlay 2"
+    history.overlay_button.click()
+    curves = window.curves
+    assert [name for name, _style in curves.overlaid()] == [second.name, first.name]  # the list's order
+    assert [style for _name, style in curves.overlaid()] == ["solid", "dashed"]
+    assert curves.curve("loss", 0, experiment=1).opts["pen"].style() == Qt.PenStyle.DashLine
+    assert curves.trace_label(1, experiment=1) == f"batch 32 · {first.name}"
+    assert "Overlay of 2 experiments" in window.notice.text() and window.windowTitle().endswith("overlay of 2 "
+                                                                                                 "experiments")
+    assert not window.save_csv_action.isEnabled() and not window.export_action.isEnabled()
+    window.notice_bar.button.click()  # "Back to ... alone"
+    assert curves.overlaid() == [] and window.record_dir == second and window.windowTitle().endswith(second.name)
+
+
+def test_several_learning_rates_share_a_colour_and_the_best_is_the_strong_line(qtbot, make_window):
+    from gui.curves import FAINT_ALPHA
+
+    window = make_window()
+    runs = []
+    for index, (size, lr, best) in enumerate([(8, 0.001, 0.6), (8, 0.003, 0.8), (32, 0.001, 0.7), (32, 0.003, 0.5)]):
+        run = rec.new_run(index, size, 0, 0)
+        run.update(lr=lr, status="completed", best={"epoch": 1, "val_accuracy": best, "val_loss": 1.0},
+                   history=[{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": best,
+                             "steps": 1, "samples": 8, "elapsed": 1.0}])
+        runs.append(run)
+    window.show_record({"id": "grid", "runs": runs, "config": {}}, None)
+    curves = window.curves
+    assert [curves.is_strong(i) for i in range(4)] == [False, True, True, False]
+    pens = [curves.curve("val_accuracy", i).opts["pen"] for i in range(4)]
+    assert pens[0].color().rgb() == pens[1].color().rgb() and pens[0].color().alpha() == FAINT_ALPHA
+    assert pens[0].style() == Qt.PenStyle.DashLine and pens[1].style() == Qt.PenStyle.SolidLine
+    assert curves.trace_label(0) == "batch 8 · lr 0.001"
+    assert curves.legend.entries[:2] == ["batch 8 (best lr 0.003)", "batch 32 (best lr 0.001)"]
+    table = window.table
+    assert [table.cell_text(r, "LR") for r in range(4)] == ["0.001", "0.003", "0.001", "0.003"]
+    table.sortItems(COLUMNS.index("Best val. accuracy"), Qt.SortOrder.DescendingOrder)
+    assert [table.cell_text(r, "Best val. accuracy") for r in range(4)] == ["★ 80.0 %", "70.0 %", "60.0 %", "50.0 %"]
+    table.selectRow(0)
+    assert table.selected_run()["run_index"] == 1  # the sorted row still names its own trial
+
+
+def test_the_fate_column_says_why_a_trial_ended(qtbot):
+    from gui.results_table import ResultsTable
+
+    table = ResultsTable()
+    qtbot.addWidget(table)
+    runs = []
+    for index, (reason, stopped_at, note) in enumerate([("completed", None, None), ("halved", 1, "halved at rung 1"),
+                                                        ("dead", 0, "loss stayed at ln(5): try a lower lr"),
+                                                        (None, None, None)]):
+        run = rec.new_run(index, 8, 0, 0)
+        run.update(status="completed" if reason else "pending",
+                   trial={"rung": stopped_at or 0, "stopped_at_rung": stopped_at, "stop_reason": reason, "note": note})
+        runs.append(run)
+    table.set_runs(runs)
+    assert [table.cell_text(r, "Fate") for r in range(4)] == ["full budget", "halved after rung 1", "dead", "queued"]
+    assert table.item(2, COLUMNS.index("Fate")).toolTip() == "loss stayed at ln(5): try a lower lr"
+
+
+def test_after_the_study_the_strong_line_is_the_learning_rate_it_chose(qtbot, make_window):
+    window = make_window()
+    runs = []
+    for index, (lr, best) in enumerate([(0.001, 0.8), (0.003, 0.7)]):
+        run = rec.new_run(index, 8, 0, 0)
+        run.update(lr=lr, status="completed", best={"epoch": 1, "val_accuracy": best, "val_loss": 1.0},
+                   history=[{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": best,
+                             "steps": 1, "samples": 8, "elapsed": 1.0}])
+        runs.append(run)
+    record = {"id": "tuned", "runs": runs, "config": {}}
+    window.show_record(record, None)
+    assert [window.curves.is_strong(i) for i in range(2)] == [True, False]  # live: the best accuracy so far
+    record["tuning"] = {"method": "grid", "best": {"8": {"lr": 0.003}}}  # the study chose by time to target
+    window.show_record(record, None)
+    assert [window.curves.is_strong(i) for i in range(2)] == [False, True]
+    assert window.curves.legend.entries[0] == "batch 8 (tuned lr 0.003)"
+
+
+def test_the_stall_report_names_what_ran_and_leaves_out_the_machines_own_pauses():
+    from batchlab.window_bench import long_stalls, own_stall_max
+
+    ticks = [0.0, 0.01, 0.32, 0.33, 0.64, 0.65]  # two gaps of 300 ms beyond the 10 ms tick
+    marks = [(0.2, "EpochEnded"), (0.5, "BatchProgress")]
+    machine = [(0.34, 0.63)]  # a control process on the same machine stalled through the second gap
+    found = long_stalls(ticks, marks, start=0.0, limit_ms=100, machine=machine)
+    assert [(round(late), what) for _when, late, what in found] == [
+        (300, "EpochEnded"), (300, "BatchProgress, machine busy: the control process stalled too")]
+    assert own_stall_max(ticks, machine) == pytest.approx(300.0)  # the first gap was the window's own
+    assert own_stall_max(ticks[3:], machine) == pytest.approx(10.0, abs=0.5)  # the second was the machine's

@@ -31,6 +31,8 @@ from tests.helpers import write_image_folder  # noqa: E402
 
 SIZES = [4, 8]
 
+pytestmark = pytest.mark.slow  # real training or a real X server: over 20 s each
+
 
 @pytest.fixture(scope="module")
 def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -81,7 +83,7 @@ def test_table_shows_lr_time_to_target_and_the_repeat_summary(window, experiment
     assert any(run["time_to_target"] for run in record["runs"])  # the best run reaches 95 % of itself
     summary = summarize(record)
     text = window.summary.text()
-    assert "mean ± std over 2 repeats" in text
+    assert "mean ± std over 2 seeds" in text
     for batch in summary.batches:
         assert f"batch {batch.batch_size}: <b>{100 * batch.best_mean:.1f} ± {100 * batch.best_std:.1f} %</b>" in text
     assert summary.verdict[1:] in text  # the Welch t-test sentence, in words
@@ -108,10 +110,20 @@ def test_repeats_draw_one_mean_line_and_band_per_batch_size(window, experiment):
 
 
 def test_export_best_model_from_the_selected_run(qtbot, window, experiment):
-    assert not window.export_action.isEnabled()  # nothing selected yet
-    run = next(r for r in window.record["runs"] if r["repeat"] == 1 and r["checkpoint"])
+    from engine.record.runs import best_run
+
+    best = best_run(window.record["runs"], with_checkpoint=True)
+    assert window.table.selected_run() is None  # nothing selected: Export exports the starred run
+    assert window.export_action.isEnabled() and window.export_action.text() == "Export best model…"
+    assert "★" in window.table.cell_text(row_of(window, best["run_index"]), "Best val. accuracy")
+    window.export_action.trigger()
+    assert window.export_dialog.selected_run()["run_index"] == best["run_index"]
+    window.export_dialog.reject()
+
+    run = next(r for r in window.record["runs"] if r["repeat"] == 1 and r["checkpoint"] and r is not best)
     window.table.selectRow(row_of(window, run["run_index"]))
     assert window.export_action.isEnabled()
+    assert window.export_action.text() == f"Export batch {run['batch_size']}, lr 0.001, repeat 2…"
     window.export_action.trigger()
     dialog = window.export_dialog
     assert dialog.isVisible() and dialog.experiment_dir == experiment
