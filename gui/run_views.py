@@ -36,14 +36,15 @@ class RunViewsMixin:
             self.table.set_target(None)
             self.advice_panel.clear()
             return
+        probe = load_probe(self.record_dir) if self.record_dir else None
         try:
-            summary = summarize(self.record, load_probe(self.record_dir) if self.record_dir else None)
+            summary = summarize(self.record, probe)
         except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # a record from elsewhere may be odd
             self.log.add("error", f"Cannot analyse {self.record.get('id')}: {type(exc).__name__}: {exc}")
             return
         self.summary.show_summary(summary)
         self.table.set_target(summary.target_accuracy)
-        self.advice_panel.show_summary(summary, self.record)
+        self.advice_panel.show_summary(summary, self.record, probe)
 
     def open_probe(self) -> None:
         """The throughput probe dialog, tied to the experiment shown (its probe.json feeds the advice)."""

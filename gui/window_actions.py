@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QToolBar
 
 from engine.record.runs import best_run
 from gui import settings_file
+from gui.report_export import export_report
 from gui.curves import PLOTS
 
 ADVISOR_PLOTS = {"critical": "Steps vs samples to target", "noise_scale": "Gradient noise scale"}
@@ -43,6 +44,8 @@ def build_actions(window: Any) -> None:
     w.export_action = _action(w, "Export best model…", w.export_selected, "Ctrl+E")
     w.save_csv_action = _action(w, "Save histories as CSV…", w.save_histories_csv, "",
                                 "One row per run and epoch, every recorded metric")
+    w.report_action = _action(w, "Export report…", lambda: export_report(w, w.record_dir), "",
+                              "One self-contained HTML file: results, tuned learning rates, prediction, checklist")
     w.setup_action = QAction("Setup pane", w, checkable=True, checked=True, shortcut=QKeySequence("F9"))
     w.setup_action.setStatusTip("Show or hide the setup and history pane, to give the plots the room (F9)")
     w.setup_action.toggled.connect(w.set_setup_visible)
@@ -65,6 +68,7 @@ def build_actions(window: Any) -> None:
     w.save_plot_menu = file_menu.addMenu("Save plot")
     w.save_plot_menu.addActions(list(w.save_plot_actions.values()))
     file_menu.addAction(w.save_csv_action)
+    file_menu.addAction(w.report_action)
     file_menu.addSeparator()
     file_menu.addAction(w.quit_action)
     run_menu = w.menuBar().addMenu("&Run")
@@ -118,6 +122,7 @@ def update_actions(window: Any) -> None:
     _update_export(w)
     has_history = w.record is not None and any(r.get("history") for r in w.record["runs"])
     w.save_csv_action.setEnabled(has_history and not w.overlay_folders)
+    w.report_action.setEnabled(w.record_dir is not None and not running and not w.overlay_folders)
     for action in w.save_plot_actions.values():
         action.setEnabled(has_history)
     w.probe_action.setEnabled(not running and bool(w.data_panel.folder()))

@@ -202,3 +202,18 @@ def test_the_advisor_tab_shows_the_advice_and_the_noise_scale(window, experiment
     marks = sorted(round(10 ** i.value()) for i in panel.noise_plot.items if isinstance(i, pg.InfiniteLine))
     assert marks == SIZES  # one horizontal mark per batch size tried
     assert "3 or more batch sizes" in panel.critical_note.text()  # two sizes cannot support the fit
+
+
+@pytest.mark.slow
+def test_file_export_report_writes_the_experiment_shown(qtbot, window, experiment, tmp_path, monkeypatch):
+    """File > Export report: the HTML report of the experiment the window shows, written in the background."""
+    from PySide6.QtWidgets import QMessageBox
+
+    target = tmp_path / "report.html"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(target), ""))
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # the "open it?" offer, not shown in tests
+    assert window.report_action.isEnabled()
+    window.report_action.trigger()
+    qtbot.waitUntil(target.is_file, timeout=120_000)
+    text = target.read_text()
+    assert experiment.name in text and "<svg" in text
