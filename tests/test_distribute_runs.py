@@ -61,17 +61,20 @@ def mirrored_and_single(tmp_path_factory):
     data = write_image_folder(root / "data")
     paths = run_script("""
         import keras
-        import engine.train.runner as runner
+        import engine.train.models.build as build
         from engine.train.models.seed import build_seed_cnn
+        switched_off = []
         def without_dropout(*args, **kwargs):
             model = build_seed_cnn(*args, **kwargs)
             for layer in model.layers:
                 if isinstance(layer, keras.layers.Dropout):
                     layer.rate = 0.0
+                    switched_off.append(layer.name)
             return model
-        runner.build_seed_cnn = without_dropout
+        build.build_seed_cnn = without_dropout
         two = run_experiment(config(devices=["CPU:0", "CPU:1"], name="two"))
         one = run_experiment(config(devices=["CPU:0"], name="one"))
+        assert switched_off, "the seed CNN was built without the patch: dropout would differ per replica"
         print(json.dumps({"two": str(two), "one": str(one)}))
     """, str(data), str(root / "out"))
     return load(paths["two"]), load(paths["one"])

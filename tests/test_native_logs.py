@@ -152,7 +152,7 @@ def test_run_verbose_shows_them(trained) -> None:
 def test_probe_prints_no_tensorflow_log_line(trained) -> None:
     done = command("probe", str(trained["data"]), "--batch-sizes", "2", "4", "--steps", "2", "--image-size", "32",
                    module=True)  # python -m engine.cli: the way the cluster chief is started
-    assert "largest batch" in done.stdout
+    assert "every batch size tried fits, up to 4" in done.stdout
     assert native_lines(done) == []
 
 
