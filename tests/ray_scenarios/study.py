@@ -1,0 +1,224 @@
+"""Studies on a local Ray cluster, run by tests/test_ray.py inside network and PID namespaces.
+
+    python tests/ray_scenarios/study.py faults WORKDIR   # --ray alone; then two nodes: a study, one reading
+                                                         # the data folder itself, Stop, node 2 killed mid-trial
+    python tests/ray_scenarios/study.py speed WORKDIR    # the same 4-trial study on one node, then on two
+
+Prints one JSON line of results last. The listener keeps what a window keeps: a copy of the record
+from ExperimentStarted with every later event folded in by apply_event, and every epoch event.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from engine import events as ev  # noqa: E402
+from engine.config import ExperimentConfig  # noqa: E402
+from engine.record import store as rec  # noqa: E402
+from engine.record.state import apply_event  # noqa: E402
+from engine.stop import StopToken  # noqa: E402
+from engine.study.launch import run_experiment  # noqa: E402
+from tests.helpers import write_image_folder  # noqa: E402
+from tests.ray_scenarios.cluster import LocalCluster, check_isolated, free_port  # noqa: E402
+
+
+class Watcher:
+    """The window's view of a study: its own copy of the record, folded from the events."""
+
+    def __init__(self, then: Optional[Callable[[ev.Event], None]] = None) -> None:
+        self.record: Optional[dict[str, Any]] = None
+        self.epochs: dict[int, list[dict[str, Any]]] = {}
+        self.then = then
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ExperimentStarted):
+            self.record = copy.deepcopy(event.record)
+        elif self.record is not None and not isinstance(event, ev.BatchProgress):
+            apply_event(self.record, event)
+        if isinstance(event, ev.RunStarted):  # a start, a continuation or a retry: the epochs before it stand
+            self.epochs[event.run_index] = self.epochs.get(event.run_index, [])[:event.first_epoch]
+        elif isinstance(event, ev.EpochEnded):
+            self.epochs.setdefault(event.run_index, []).append(dict(event.entry))
+        if self.then is not None:
+            self.then(event)
+
+
+def config(data: Path, out: Path, address: str, **overrides: Any) -> ExperimentConfig:
+    """2 batch sizes x 2 learning rates: four trials of the seed CNN at 32 px."""
+    values: dict[str, Any] = dict(data_dir=str(data), batch_sizes=[4, 8], lrs=[0.001, 0.003], epochs=3, patience=0,
+                                  image_size=32, precision="fp32", augment=False, out=str(out), ray_address=address)
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def facts(experiment: Path, watcher: Watcher) -> dict[str, Any]:
+    """What the tests check of a finished study: the record on disk against the window's copy and the files."""
+    record = rec.load(experiment)  # refuses an invalid record
+    runs = record["runs"]
+    checkpoints_match = all(sha256(experiment / r["checkpoint"]) == r["checkpoint_sha256"]
+                            for r in runs if r.get("checkpoint"))
+    return {
+        "status": record["status"],
+        "statuses": [r["status"] for r in runs],
+        "nodes": [r.get("node") for r in runs],
+        "hostnames": [r.get("hostname") for r in runs],
+        "retries": [r.get("retries") or [] for r in runs],
+        "epochs": [len(r["history"]) for r in runs],
+        "histories_equal_events": [r["history"] == watcher.epochs.get(r["run_index"], []) for r in runs],
+        "window_equals_record": watcher.record is not None and watcher.record["runs"] == runs,
+        "checkpoints_match": checkpoints_match,
+        "initial_weights": sorted({r["initial_weights_sha256"] for r in runs if r["initial_weights_sha256"]}),
+        "initial_file": (experiment / "initial" / "seed0.weights.h5").is_file(),
+        "tensorboard_files": [len(list((experiment / r["tensorboard"]).glob("events.out.tfevents.*")))
+                              if r.get("tensorboard") else 0 for r in runs],
+        "leftovers": sorted(p.name for p in experiment.rglob(".*") if p.is_file()),
+        "distribution": record["environment"]["distribution"],
+    }
+
+
+def two_nodes(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    watcher = Watcher()
+    experiment = run_experiment(config(data, out, cluster.address, name="two-nodes"), watcher)
+    return {**facts(experiment, watcher), "cluster_nodes": sorted([cluster.node_id(0), cluster.node_id(1)])}
+
+
+def stop(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    """Stop as the window's Stop does, once two trials have each finished an epoch."""
+    token = StopToken()
+    seen: set[int] = set()
+    pressed: list[float] = []
+
+    def press_stop(event: ev.Event) -> None:
+        if isinstance(event, ev.EpochEnded) and not pressed:
+            seen.add(event.run_index)
+            if len(seen) >= 2:
+                token.set()
+                pressed.append(time.monotonic())
+
+    watcher = Watcher(press_stop)
+    experiment = run_experiment(config(data, out, cluster.address, name="stop", epochs=40), watcher, token)
+    return {**facts(experiment, watcher), "stop_to_end_s": round(time.monotonic() - pressed[0], 1)}
+
+
+def node_loss(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    """Kill node 2 (raylet and all) once a trial on it has finished an epoch: that trial goes again on the head."""
+    lost = cluster.node_id(1)
+    on_lost: set[int] = set()
+    killed: list[int] = []
+
+    def kill_during_trial(event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted) and event.updates.get("node") == lost:
+            on_lost.add(event.run_index)
+        elif isinstance(event, ev.EpochEnded) and event.run_index in on_lost and not killed:
+            killed.append(event.run_index)
+            cluster.kill_node(1)
+
+    watcher = Watcher(kill_during_trial)
+    experiment = run_experiment(config(data, out, cluster.address, name="node-loss", epochs=6), watcher)
+    return {**facts(experiment, watcher), "killed_during": killed, "lost_node": lost, "head": cluster.node_id(0)}
+
+
+def shared_data(cluster: LocalCluster, data: Path, other: Path, out: Path) -> dict[str, Any]:
+    """Nodes that read the data folder themselves: the right folder trains; another folder fails every trial,
+    with the reason, and is not retried."""
+    right, wrong = Watcher(), Watcher()
+    shared = dict(batch_sizes=[4], epochs=1)
+    good = run_experiment(config(data, out, cluster.address, name="shared", ray_data_path=str(data), **shared), right)
+    bad = run_experiment(config(data, out, cluster.address, name="shared-wrong", ray_data_path=str(other), **shared),
+                         wrong)
+    failed = rec.load(bad)
+    return {"right": facts(good, right), "wrong_statuses": [r["status"] for r in failed["runs"]],
+            "wrong_errors": [r["error"] for r in failed["runs"]], "wrong_retries": [r.get("retries") for r in
+                                                                                    failed["runs"]]}
+
+
+def local_runtime(work: Path, data: Path) -> dict[str, Any]:
+    """``main.py run ... --ray``: a Ray runtime of this machine, started and stopped by the command."""
+    out = work / "cli"
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "run", str(data), "--batch-sizes", "4", "8",
+                           "--epochs", "2", "--image-size", "32", "--precision", "fp32", "--no-augment", "--out",
+                           str(out), "--name", "local", "--ray"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1200)
+    record = rec.load(out / "local") if (out / "local").is_dir() else {"status": None, "runs": [],
+                                                                         "environment": {}}
+    return {"returncode": done.returncode, "stderr_tail": done.stderr[-2000:], "stdout_tail": done.stdout[-3000:],
+            "status": record["status"], "nodes": [r.get("node") for r in record["runs"]],
+            "distribution": record["environment"].get("distribution"), "ray_left": ray_processes()}
+
+
+def ray_processes() -> list[str]:
+    """Ray's own processes still running in this PID namespace."""
+    names = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if name in ("raylet", "gcs_server", "plasma_store") or name.startswith("ray::"):
+            names.append(name)
+    return names
+
+
+def speed(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    """Wall time of the same 4-trial study on the head alone, then with a second node."""
+    times = {}
+    for nodes in (1, 2):
+        if nodes == 2:
+            cluster.add_node()
+        began = time.monotonic()
+        experiment = run_experiment(config(data, out, cluster.address, name=f"speed-{nodes}", epochs=6), Watcher())
+        times[nodes] = round(time.monotonic() - began, 1)
+        record = rec.load(experiment)
+        assert record["status"] == "completed", record["status"]
+        times[f"nodes_used_{nodes}"] = len({r["node"] for r in record["runs"]})
+    return {"one_node_s": times[1], "two_nodes_s": times[2], "ratio": round(times[1] / times[2], 2),
+            "nodes_used": [times["nodes_used_1"], times["nodes_used_2"]]}
+
+
+def main() -> int:
+    scenario, work = sys.argv[1], Path(sys.argv[2])
+    check_isolated()
+    # Ray's socket paths must stay under 108 characters: a short temporary folder if the work folder is deep.
+    temp = work / "ray" if len(str(work)) < 40 else Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
+    temp.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    small = write_image_folder(work / "small", per_class=16)
+    if scenario == "faults":
+        results["local_runtime"] = local_runtime(work, small)  # before any cluster exists here
+    cluster = LocalCluster(temp, free_port())
+    try:
+        cluster.add_node()
+        if scenario == "speed":
+            data = write_image_folder(work / "data", per_class=150)
+            results["speed"] = speed(cluster, data, work / "out")
+        else:
+            cluster.add_node()
+            results["two_nodes"] = two_nodes(cluster, small, work / "out")
+            data = write_image_folder(work / "data", per_class=60)
+            results["shared_data"] = shared_data(cluster, small, data, work / "out")
+            results["stop"] = stop(cluster, data, work / "out")
+            results["node_loss"] = node_loss(cluster, data, work / "out")
+    finally:
+        cluster.stop()
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
