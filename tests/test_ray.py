@@ -245,30 +245,34 @@ def test_the_window_offers_ray_with_its_address_and_shows_an_unreachable_one_as_
 
 # -- a real cluster, in namespaces --------------------------------------------------------------------
 
-def in_namespaces(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    """Run this Python with ``args`` in its own network namespace (loopback only) and PID namespace."""
+def in_namespaces(*args: str, home: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run this Python with ``args`` in its own network namespace (loopback only) and PID namespace, with a home
+    folder of its own (Ray writes its authentication token into ~/.ray)."""
     user = [] if os.geteuid() == 0 else ["-r"]  # unprivileged: a user namespace maps us to root inside
     command = ["unshare", *user, "-n", "-p", "-f", "--mount-proc", "--", "sh", "-c",
                'ip link set lo up && exec "$0" "$@"', sys.executable, *args]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), "HOME": str(home)}
+    env.pop("RAY_ADDRESS", None)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def namespaces_available() -> bool:
+def namespaces_available(home: Path) -> bool:
     if not (shutil.which("unshare") and shutil.which("ip")):
         return False
-    probe = in_namespaces("-c", "print('ok')", timeout=60)
+    probe = in_namespaces("-c", "print('ok')", home=home, timeout=60)
     return probe.returncode == 0 and probe.stdout.strip() == "ok"
 
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory) -> dict:
-    """One two-node cluster (head + node 2, one CPU each) for three studies: 2 batch sizes x 2 learning rates,
-    the same stopped, then again with node 2 killed during a trial."""
-    if not namespaces_available():
-        pytest.skip("needs unshare and ip (util-linux, iproute2) and the right to make namespaces")
+    """A study with --ray alone, then one two-node cluster (head + node 2, one CPU each, token authentication) for
+    the rest: 2 batch sizes x 2 learning rates, the same through Ray Client, a driver without the token, nodes
+    reading the data folder, successive halving, Stop, and node 2 killed during a trial."""
     work = tmp_path_factory.mktemp("r")
-    done = in_namespaces(str(SCENARIOS), "faults", str(work), timeout=1800)
+    if not namespaces_available(work / "home"):
+        pytest.skip("needs unshare and ip (util-linux, iproute2) and the right to make namespaces")
+    done = in_namespaces(str(SCENARIOS), "faults", str(work), home=work / "home", timeout=2400)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -334,3 +338,30 @@ def test_nodes_can_read_the_data_folder_themselves_and_refuse_other_data(faults)
     assert result["wrong_statuses"] == ["failed", "failed"]
     assert all("not the data the experiment started with" in error for error in result["wrong_errors"])
     assert result["wrong_retries"] == [None, None]  # a training error is not a lost node: no retry
+
+
+@pytest.mark.slow
+def test_successive_halving_is_decided_between_rungs_and_the_survivor_continues_on_the_cluster(faults):
+    result = faults["halving"]
+    assert result["status"] == "completed" and result["rungs"] == {"4": [1, 3]}
+    assert result["reasons"].count("completed") == 1  # the others are halved (or dead: a rate that learned nothing)
+    assert set(result["reasons"]) - {"completed"} <= {"halved", "dead"}
+    assert sorted(result["epochs"]) == [1, 1, 3]  # the survivor went on from its state saved after rung 0
+    assert result["state_files"] == []  # sealed trials keep no saved state
+    check_record(result)
+
+
+@pytest.mark.slow
+def test_a_driver_outside_the_cluster_uses_ray_client(faults):
+    result = faults["client"]
+    assert result["status"] == "completed" and result["distribution"]["address"].startswith("ray://")
+    check_record(result)
+
+
+@pytest.mark.slow
+def test_a_driver_without_the_clusters_token_is_told_in_one_line(faults):
+    result = faults["refused"]
+    assert result["returncode"] == 2 and result["folders"] == [".cache"]
+    assert result["last_line"].endswith("refused this machine: the cluster uses token authentication; set "
+                                        "RAY_AUTH_MODE=token here and give this machine the head's token (its "
+                                        "~/.ray/auth_token)")

@@ -26,6 +26,7 @@ from engine.train.placement import Placement
 ENGINE_DIR = Path(__file__).resolve().parents[1]
 REACH_TIMEOUT_S = 5.0
 NAMESPACE = "batchlab"
+HEAD_RESOURCE = "node:__internal_head__"  # a resource Ray gives the head node only
 CODE = {"py_modules": [str(ENGINE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
 
 
@@ -78,8 +79,7 @@ def connect(config: ExperimentConfig, listener: Listener = ignore) -> RayPlaceme
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; each becomes one line naming the address
         if ray.is_initialized():
             ray.shutdown()
-        raise ClusterUnreachable(f"ray cluster {address}: cannot connect ({one_line(str(exc) or type(exc).__name__)})"
-                                 ) from None
+        raise ClusterUnreachable(f"ray cluster {address}: {connect_failure(exc)}") from None
     problem = unfit_request(request, [n.get("Resources", {}) for n in nodes])
     if problem:
         ray.shutdown()
@@ -112,9 +112,21 @@ def check_reachable(address: str) -> None:
                                  f"'{start} {parts.port}', or check the address and the firewall") from None
 
 
+def connect_failure(exc: BaseException) -> str:
+    """Why ``ray.init`` failed, in words: Ray's own message hides a refused token in the exception's cause."""
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 5:
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if any("Unauthenticated" in text or "auth" in text.lower() for text in chain):
+        return ("refused this machine: the cluster uses token authentication; set RAY_AUTH_MODE=token here and give "
+                "this machine the head's token (its ~/.ray/auth_token)")
+    return f"cannot connect ({one_line(chain[0] or type(exc).__name__)})"
+
+
 def describe_node(node: dict[str, Any]) -> dict[str, Any]:
     """A node as the record lists it."""
     resources = node.get("Resources", {})
     return {"node": node.get("NodeID"), "hostname": node.get("NodeManagerHostname"),
-            "address": node.get("NodeManagerAddress"), "cpus": resources.get("CPU", 0.0),
-            "gpus": resources.get("GPU", 0.0)}
+            "address": node.get("NodeManagerAddress"), "head": HEAD_RESOURCE in resources,
+            "cpus": resources.get("CPU", 0.0), "gpus": resources.get("GPU", 0.0)}

@@ -1,29 +1,28 @@
-"""One trial segment on a Ray node: the same Trainer as a local run, in a scratch folder, its events streamed back.
+"""One trial segment on a Ray node: the same Trainer as a local run, in a scratch folder, its events sent back.
 
-The task is a Ray streaming generator. It yields a greeting first (node id and host name, so
-the driver knows where the attempt runs before TensorFlow has even loaded), then one message
-per event, each with the files the driver needs before it folds the event into the record:
-the seed's initial weights (RunStarted of the first trial of a seed), the best checkpoint
-(EpochEnded that improved it), the saved state (RunPaused) and the TensorBoard event file
-(every epoch and at the end). The driver writes them atomically into the experiment folder
-and alone writes experiment.json; this side keeps a copy of the record only because the
-Trainer reads the run's history from it.
+The task first says where it runs (node id and host name, before TensorFlow has even loaded),
+then sends each event the Trainer emits to the study's Channel, an actor the driver empties
+several times a second. Each event travels with the files the driver needs before it folds the
+event into the record: the seed's initial weights (RunStarted of the first trial of a seed), the
+best checkpoint (EpochEnded that improved it), the saved state (RunPaused) and the TensorBoard
+event file (every epoch and at the end). Every send waits until the Channel holds the message,
+so what a task sent before its node died is not lost, and a task that returned has delivered
+everything. The driver writes the files atomically into the experiment folder and alone writes
+experiment.json; this side keeps a copy of the record only because the Trainer reads the run's
+history from it.
 
-Training runs on a thread of the task so that the generator can yield while Keras' callbacks
-emit; the driver's Stop reaches it through a flag actor that the task polls.
+An actor rather than Ray's streaming generators: Ray Client (``ray://``) cannot stream them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
 import shutil
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import ray
@@ -42,7 +41,6 @@ from engine.train.runner import Trainer
 
 POLL_S = 0.5  # how often a trial asks whether the driver wants it stopped
 TENSORBOARD_GLOB = "events.out.tfevents.*"
-_DONE = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,47 +53,61 @@ class Inputs:
     val_idx: np.ndarray
 
 
-class StopFlag:
-    """Set by the driver on Stop (or Ctrl+C); every running trial polls it and stops after its batch."""
+class Channel:
+    """The study's mailbox on the cluster (a Ray actor): trials put messages, the driver takes them all at once;
+    Stop is a flag here that every trial polls. Calls from one task run in the order it made them."""
 
     def __init__(self) -> None:
+        self.boxes: dict[str, list[dict[str, Any]]] = {}
         self.stopped = False
 
-    def set(self) -> None:
+    def put(self, attempt: str, message: dict[str, Any]) -> None:
+        self.boxes.setdefault(attempt, []).append(message)
+
+    def take(self) -> dict[str, list[dict[str, Any]]]:
+        boxes, self.boxes = self.boxes, {}
+        return boxes
+
+    def stop(self) -> None:
         self.stopped = True
 
-    def is_set(self) -> bool:
+    def is_stopped(self) -> bool:
         return self.stopped
 
 
-def train_segment(spec: dict[str, Any], inputs: Inputs, files: dict[str, Any], stop_flag: Any) -> Iterator[dict]:
-    """Train one trial up to ``spec['until_epoch']``; yield a greeting, then each event with its files."""
-    yield {"hello": {"node": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}}
+def train_segment(attempt: str, spec: dict[str, Any], inputs: Inputs, files: dict[str, Any], channel: Any) -> None:
+    """Train one trial up to ``spec['until_epoch']`` here, sending where it runs, then each event with its files."""
+    node, hostname = ray.get_runtime_context().get_node_id(), socket.gethostname()
+    ray.get(channel.put.remote(attempt, {"hello": {"node": node, "hostname": hostname}}))
     scratch = Path(tempfile.mkdtemp(prefix="batchlab-trial-"))
-    segment: Optional[_Segment] = None
+    stop = StopToken()
+    done = threading.Event()
+    threading.Thread(target=_watch, args=(channel, stop, done), name="batchlab-stop", daemon=True).start()
     try:
-        segment = _Segment(spec, inputs, files, stop_flag, scratch)
-        yield from segment.messages()
+        _Segment(attempt, spec, inputs, files, channel, scratch, stop, node, hostname).train()
     finally:
-        if segment is not None:  # cancelled, or the driver went away: end training before the folder goes
-            segment.stop.set()
-            segment.join()
+        done.set()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _watch(channel: Any, stop: StopToken, done: threading.Event) -> None:
+    """Set ``stop`` when the driver asks (Stop, Ctrl+C); the Trainer then stops after its batch."""
+    while not done.wait(POLL_S):
+        try:
+            if ray.get(channel.is_stopped.remote(), timeout=10):
+                stop.set()
+                return
+        except ray.exceptions.RayError:
+            pass  # the channel's node is busy or gone; the driver cancels this task if it must
+
+
 class _Segment:
-    def __init__(self, spec: dict[str, Any], inputs: Inputs, files: dict[str, Any], stop_flag: Any,
-                 scratch: Path) -> None:
-        self.scratch = scratch
-        self.stop_flag = stop_flag
-        self.stop = StopToken()
-        self.outbox: "queue.Queue[Any]" = queue.Queue()
-        self.thread: Optional[threading.Thread] = None
-        self.error: Optional[BaseException] = None
+    def __init__(self, attempt: str, spec: dict[str, Any], inputs: Inputs, files: dict[str, Any], channel: Any,
+                 scratch: Path, stop: StopToken, node: str, hostname: str) -> None:
+        self.attempt, self.channel, self.scratch = attempt, channel, scratch
+        self.node, self.hostname = node, hostname
         self.sent: dict[Path, tuple[int, int]] = {}  # TensorBoard files already sent: (size, mtime)
         self.provided = set(files)
-        self.node = ray.get_runtime_context().get_node_id()
-        self.hostname = socket.gethostname()
         for relative, ref in files.items():
             target = rec.inside(scratch, relative)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,75 +116,39 @@ class _Segment:
         config = dataclasses.replace(ExperimentConfig.from_dict(spec["config"]), ray_address=None, devices=None,
                                      parallel=False, out=str(scratch))
         self.record = spec["record"]
-        data = inputs.data if inputs.data is not None else self._shared_data(config, inputs)
+        data = inputs.data if inputs.data is not None else self._shared_data(config, inputs, stop)
         facts = detect()
         prepared = Prepared(config, data, inputs.train_idx, inputs.val_idx, facts,
                             PrecisionChoice(**spec["precision"]), spec["reference_batch"])
         self.record["environment"]["device"] = describe(facts)
         self.run = self.record["runs"][spec["run_index"]]
         self.until_epoch = spec["until_epoch"]
-        self.trainer = Trainer(prepared, scratch, self.record, self.emit, self.stop, distribute.place(config))
+        self.trainer = Trainer(prepared, scratch, self.record, self.emit, stop, distribute.place(config))
 
-    def _shared_data(self, config: ExperimentConfig, inputs: Inputs) -> LoadedDataset:
+    def train(self) -> None:
+        self.trainer.train(self.run, self.until_epoch)
+
+    def _shared_data(self, config: ExperimentConfig, inputs: Inputs, stop: StopToken) -> LoadedDataset:
         """The data folder as this node sees it, decoded here (cached on the node); refused if it is not the data
         the experiment's split was made from."""
         path = config.ray_data_path or config.data_dir
         cache = Path(tempfile.gettempdir()) / "batchlab-cache"
-        data = load_dataset(path, config.image_size, cache_dir=cache, stop=self.stop)
+        data = load_dataset(path, config.image_size, cache_dir=cache, stop=stop)
         if split_digest(data.report.files, inputs.train_idx, inputs.val_idx) != self.record["dataset"]["split_sha256"]:
             raise DatasetError(f"{path} on {self.hostname}: not the data the experiment started with (files added, "
                                "removed or renamed); the nodes must see the same data folder")
         return data
 
-    def messages(self) -> Iterator[dict]:
-        """The events of the training thread as they come, polling the driver's stop flag on the way."""
-        self.thread = threading.Thread(target=self._train, name="batchlab-trial", daemon=True)
-        self.thread.start()
-        polled = time.monotonic()
-        while True:
-            try:
-                item = self.outbox.get(timeout=POLL_S)
-            except queue.Empty:
-                item = None
-            if time.monotonic() - polled >= POLL_S:
-                polled = time.monotonic()
-                self._poll_stop()
-            if item is _DONE:
-                break
-            if item is not None:
-                yield item
-        if self.error is not None:
-            raise self.error
-
-    def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-
-    def _train(self) -> None:
-        try:
-            self.trainer.train(self.run, self.until_epoch)
-        except BaseException as exc:  # noqa: BLE001 - handed to the generator, which raises it to the driver
-            self.error = exc
-        finally:
-            self.outbox.put(_DONE)
-
-    def _poll_stop(self) -> None:
-        if self.stop.is_set():
-            return
-        try:
-            if ray.get(self.stop_flag.is_set.remote(), timeout=10):
-                self.stop.set()
-        except ray.exceptions.RayError:
-            pass  # the flag's node is gone; the driver still cancels this task if it must
-
     def emit(self, event: ev.Event) -> None:
-        """The Trainer's events: node and host added to each start, folded into this copy, queued with files."""
+        """The Trainer's events: node and host added to each start, folded into this copy, sent with their files."""
         if isinstance(event, ev.RunStarted):
             event = dataclasses.replace(event, updates={**event.updates, "node": self.node,
                                                         "hostname": self.hostname})
         apply_event(self.record, event)
-        self.outbox.put({"event": type(event).__name__, "data": dataclasses.asdict(event),
-                         "files": self._files_for(event)})
+        message = {"event": type(event).__name__, "data": dataclasses.asdict(event), "files": self._files_for(event)}
+        sent = self.channel.put.remote(self.attempt, message)
+        if not isinstance(event, ev.BatchProgress):  # progress may go unconfirmed: the next message waits for it
+            ray.get(sent)
 
     def _files_for(self, event: ev.Event) -> dict[str, bytes]:
         """The files the driver must have written before it folds ``event`` into the record."""

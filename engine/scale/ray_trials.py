@@ -3,10 +3,11 @@
 The study hands over a rung's segments (``train_all``) and decides successive halving between
 rungs, exactly as for a local run. Every segment becomes a Ray task asking for the trial's
 resources (engine.scale.ray_rules.trial_request); Ray starts it on whichever node has them
-free. The task streams its events back (engine.scale.ray_segment), each with the files the
-event refers to; they are written atomically into the experiment folder and then the event
-goes through the study's ``emit``, so experiment.json, the terminal and the window see a Ray
-trial as they see a local one. The decoded images are put in Ray's object store once.
+free. The task sends its events back through the study's Channel actor (engine.scale.ray_segment),
+each with the files the event refers to; they are written atomically into the experiment folder
+and then the event goes through the study's ``emit``, so experiment.json, the terminal and the
+window see a Ray trial as they see a local one. The decoded images are put in Ray's object store
+once.
 
 Every trial starts from the same saved initial weights: the first trial of a seed goes alone;
 it saves ``initial/seed<N>.weights.h5`` as a local run does and sends it back with its start,
@@ -16,9 +17,9 @@ Faults. A segment whose node or worker is lost is started again (up to ``ray_ret
 the run is first put back as it was when the segment started (best checkpoint, history,
 TensorBoard files), through a RunStarted event whose updates carry the restored keys and a
 note in ``retries`` (node, host name, time, error), so the window folds the same change the
-record gets. Stop (or Ctrl+C) sets a flag every running trial polls: they stop after their
-batch and report it; tasks not yet started are cancelled; a trial that does not answer
-within STOP_GRACE_S is cancelled and recorded as stopped.
+record gets. Stop (or Ctrl+C) sets the Channel's flag, which every running trial polls: they
+stop after their batch and report it; tasks not yet started are cancelled; a trial that does
+not answer within STOP_GRACE_S is cancelled and recorded as stopped.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from engine.events import LogMessage, RunStarted
 from engine.record import store as rec
 from engine.scale.ray_cluster import RayPlacement, task_runtime_env
 from engine.scale.ray_rules import node_in_error, one_line, restore_updates, retry_note, should_retry
-from engine.scale.ray_segment import Inputs, StopFlag, train_segment
+from engine.scale.ray_segment import Channel, Inputs, train_segment
 from engine.stop import StopToken
 from engine.train.placement import Placement
 from engine.train.prepare import Prepared
@@ -67,6 +68,7 @@ class _Attempt:
     until_epoch: int
     snapshot: dict[str, Any]  # the run when the segment started, to put back if the attempt is lost
     retries: int  # attempts of this segment lost before this one
+    task: Any = None  # its Ray task's object ref
     checkpoint: Optional[Path] = None  # the best checkpoint when the segment started
     backup: Optional[Path] = None  # a hard link to it (atomic writes replace the file, not its content)
     node: Optional[str] = None
@@ -95,14 +97,15 @@ class RayTrainer:
         self.task = ray.remote(num_cpus=placement.request["num_cpus"], num_gpus=placement.request["num_gpus"],
                                max_calls=1 if placement.request["num_gpus"] else 0, max_retries=0,
                                runtime_env=task_runtime_env(placement.request))(train_segment)
-        here = ray.get_runtime_context().get_node_id()
-        self.flag = ray.remote(StopFlag).options(
-            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        head = next((n["node"] for n in placement.nodes if n.get("head")), None)
+        where = NodeAffinitySchedulingStrategy(head, soft=True) if head else "DEFAULT"
+        self.channel = ray.remote(Channel).options(num_cpus=0, scheduling_strategy=where).remote()
         shared = placement.data_path is not None
         self.inputs = ray.put(Inputs(None if shared else p.data, p.train_idx, p.val_idx))
         self.initial: dict[int, Any] = {}  # seed -> object ref of its initial weights file
         self.seeding: dict[int, int] = {}  # seed -> run index of the trial that makes its initial weights
-        self.active: dict[Any, _Attempt] = {}  # task stream -> attempt
+        self.active: dict[str, _Attempt] = {}  # attempt id -> attempt
+        self.count = 0
         self.stopping_since: Optional[float] = None
         self.forced = False
 
@@ -112,8 +115,8 @@ class RayTrainer:
     # -- the rung ------------------------------------------------------------------------------------
 
     def train_all(self, segments: list[tuple[dict[str, Any], int]]) -> None:
-        """Start every segment Ray can place, stream their events into the record, retry lost ones; return when
-        all ended (or were stopped)."""
+        """Start every segment Ray can place, fold their events into the record, retry lost ones; return when all
+        ended (or were stopped)."""
         waiting = deque((run["run_index"], until, 0, None) for run, until in segments)
         try:
             while waiting or self.active:
@@ -126,9 +129,15 @@ class RayTrainer:
                     if waiting:  # every waiting trial waits for initial weights no trial is making: a bug
                         raise RuntimeError("trials wait for initial weights that no running trial makes")
                     break
-                ready, _ = ray.wait(list(self.active), num_returns=1, timeout=WAIT_S)
-                for stream in ready:
-                    self._pump(stream, waiting)
+                tasks = {attempt.task: key for key, attempt in self.active.items()}
+                done, _ = ray.wait(list(tasks), num_returns=len(tasks), timeout=WAIT_S)
+                # Messages first: a task that returned had every message of its own delivered before.
+                for key, messages in ray.get(self.channel.take.remote()).items():
+                    for message in messages:
+                        if key in self.active:
+                            self._handle(self.active[key], message)
+                for ref in done:
+                    self._finished(tasks[ref], ref, waiting)
         except BaseException:
             self.stop.set()
             self._cancel_all(force=True)
@@ -175,23 +184,15 @@ class RayTrainer:
         spec = {"config": self.p.config.to_dict(), "record": self.record, "run_index": run["run_index"],
                 "until_epoch": until, "precision": dataclasses.asdict(self.p.precision),
                 "reference_batch": self.p.reference_batch}
-        self.active[self.task.remote(spec, self.inputs, files, self.flag)] = attempt
+        self.count += 1
+        key = f"{run['run_index']}-{self.count}"
+        attempt.task = self.task.remote(key, spec, self.inputs, files, self.channel)
+        self.active[key] = attempt
 
     # -- messages ------------------------------------------------------------------------------------
 
-    def _pump(self, stream: Any, waiting: deque) -> None:
-        """Take the next message of one task: its greeting, an event with its files, or its end."""
-        attempt = self.active[stream]
-        try:
-            message = ray.get(next(stream))
-        except StopIteration:
-            del self.active[stream]
-            self._ended(attempt, None, waiting)
-            return
-        except Exception as exc:  # noqa: BLE001 - the task failed: lost, cancelled or raised; judged in _ended
-            del self.active[stream]
-            self._ended(attempt, exc, waiting)
-            return
+    def _handle(self, attempt: _Attempt, message: dict[str, Any]) -> None:
+        """One message of a task: its greeting, or an event with its files."""
         if "hello" in message:
             attempt.greeted = True
             attempt.node, attempt.hostname = message["hello"]["node"], message["hello"]["hostname"]
@@ -213,6 +214,16 @@ class RayTrainer:
                 self.seeding.pop(self.record["runs"][attempt.run_index]["seed"], None)
         elif isinstance(event, (ev.RunPaused, ev.RunFinished)):
             attempt.ended = True
+
+    def _finished(self, key: str, ref: Any, waiting: deque) -> None:
+        """A task returned or failed: judge how its segment ended."""
+        attempt = self.active.pop(key)
+        try:
+            ray.get(ref)
+            error: Optional[BaseException] = None
+        except Exception as exc:  # noqa: BLE001 - lost, cancelled or raised: judged in _ended
+            error = exc
+        self._ended(attempt, error, waiting)
 
     def _write(self, attempt: _Attempt, files: dict[str, bytes]) -> None:
         """Files an event refers to, in place before the event is folded in; atomic, never outside the folder."""
@@ -281,10 +292,10 @@ class RayTrainer:
         now = time.monotonic()
         if self.stopping_since is None:
             self.stopping_since = now
-            self.flag.set.remote()
-            for stream, attempt in self.active.items():
+            self.channel.stop.remote()
+            for attempt in self.active.values():
                 if not attempt.greeted:
-                    ray.cancel(stream)
+                    ray.cancel(attempt.task)
         elif not self.forced and now - self.stopping_since > STOP_GRACE_S:
             self.emit(LogMessage("warning", f"{len(self.active)} trial(s) did not stop within {STOP_GRACE_S:.0f} s; "
                                             "cancelling them"))
@@ -292,12 +303,12 @@ class RayTrainer:
 
     def _cancel_all(self, force: bool) -> None:
         self.forced = self.forced or force
-        for stream in self.active:
+        for attempt in self.active.values():
             try:
-                ray.cancel(stream, force=force)
+                ray.cancel(attempt.task, force=force)
             except Exception:  # noqa: BLE001 - already finished, or its node is gone
                 pass
-        for stream, attempt in list(self.active.items()):
+        for attempt in list(self.active.values()):
             run = self.record["runs"][attempt.run_index]
             if force and run["status"] == "running":
                 self._drop_backup(attempt)

@@ -28,10 +28,12 @@ class NotIsolated(RuntimeError):
 
 
 def check_isolated() -> None:
+    """Loopback only, our own PID namespace, and a private home (Ray keeps its token in ~/.ray)."""
     interfaces = sorted(name for _index, name in socket.if_nameindex())  # of this process's network namespace
-    if interfaces != ["lo"] or os.getpid() != 1:
-        raise NotIsolated(f"Ray scenarios run only in their own network and PID namespaces (interfaces "
-                          f"{interfaces}, pid {os.getpid()}); see tests/test_ray.py")
+    if interfaces != ["lo"] or os.getpid() != 1 or os.environ.get("HOME") == os.path.expanduser("~root"):
+        raise NotIsolated(f"Ray scenarios run only in their own network and PID namespaces with a home of their "
+                          f"own (interfaces {interfaces}, pid {os.getpid()}, HOME {os.environ.get('HOME')}); see "
+                          "tests/test_ray.py")
 
 
 class LocalCluster:
@@ -42,8 +44,14 @@ class LocalCluster:
         self.temp_dir = temp_dir
         self.port = port
         self.address = f"127.0.0.1:{port}"
+        self.client_port = free_port()
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"
         self.nodes: list[subprocess.Popen] = []
+        self.killed: set[int] = set()
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Token authentication, as the README advises for a lab: one token (in this private home) for every process.
+        self.env["RAY_AUTH_MODE"] = os.environ["RAY_AUTH_MODE"] = "token"
+        subprocess.run([RAY, "get-auth-token", "--generate"], env=self.env, capture_output=True, check=True)
 
     def add_node(self) -> int:
         """Start one more node (the first is the head); wait until the cluster counts it; return its index."""
@@ -51,8 +59,8 @@ class LocalCluster:
         common = ["--block", "--temp-dir", str(self.temp_dir), "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
                   "--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats",
                   "--resources", json.dumps({NODE_RESOURCE.format(index): 1})]
-        role = (["--head", "--port", str(self.port), "--include-dashboard", "false"] if index == 0
-                else ["--address", self.address])
+        role = (["--head", "--port", str(self.port), "--include-dashboard", "false", "--ray-client-server-port",
+                 str(self.client_port)] if index == 0 else ["--address", self.address])
         log = open(self.temp_dir.parent / f"node{index}.log", "wb")
         self.nodes.append(subprocess.Popen([RAY, "start", *role, *common], env=self.env, stdout=log,
                                            stderr=subprocess.STDOUT))
@@ -68,10 +76,18 @@ class LocalCluster:
         finally:
             ray.shutdown()
 
+    def wait_for_count(self, count: int, timeout: float = 120) -> None:
+        """Until exactly ``count`` nodes are alive (a killed node is marked dead)."""
+        deadline = time.monotonic() + timeout
+        while len(self.alive_nodes()) != count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster did not come to {count} live nodes in {timeout:.0f} s")
+            time.sleep(1)
+
     def wait_for(self, count: int, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(node.poll() is not None for node in self.nodes):
+            if any(node.poll() is not None for i, node in enumerate(self.nodes) if i not in self.killed):
                 raise RuntimeError(f"a ray start process exited: see {self.temp_dir.parent}/node*.log")
             try:
                 if len(self.alive_nodes()) >= count:
@@ -88,6 +104,7 @@ class LocalCluster:
     def kill_node(self, index: int) -> None:
         """The node's raylet and every process under its ``ray start``, SIGKILL: as if the machine died."""
         node = self.nodes[index]
+        self.killed.add(index)
         for pid in [*descendants(node.pid), node.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -1,10 +1,13 @@
 """Studies on a local Ray cluster, run by tests/test_ray.py inside network and PID namespaces.
 
-    python tests/ray_scenarios/study.py faults WORKDIR   # --ray alone; then two nodes: a study, one reading
-                                                         # the data folder itself, Stop, node 2 killed mid-trial
+    python tests/ray_scenarios/study.py faults WORKDIR   # --ray alone; then two nodes: a study, one through
+                                                         # Ray Client, a driver without the token, one reading the
+                                                         # data folder itself, successive halving, Stop, and node 2
+                                                         # killed mid-trial
     python tests/ray_scenarios/study.py speed WORKDIR    # the same 4-trial study on one node, then on two
 
-Prints one JSON line of results last. The listener keeps what a window keeps: a copy of the record
+Run with HOME set to a private folder: Ray keeps its authentication token in ~/.ray. Prints one
+JSON line of results last. The listener keeps what a window keeps: a copy of the record
 from ExperimentStarted with every later event folded in by apply_event, and every epoch event.
 """
 
@@ -98,6 +101,36 @@ def two_nodes(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
     return {**facts(experiment, watcher), "cluster_nodes": sorted([cluster.node_id(0), cluster.node_id(1)])}
 
 
+def client(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    """A driver outside the cluster: Ray Client at ray://HEAD:PORT."""
+    watcher = Watcher()
+    experiment = run_experiment(config(data, out, cluster.client_address, name="client", batch_sizes=[4], epochs=2),
+                                watcher)
+    return facts(experiment, watcher)
+
+
+def refused(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    """A driver without the cluster's token: one line, exit 2, no experiment folder."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "run", str(data), "--batch-sizes", "4",
+                           "--image-size", "32", "--out", str(out / "refused"), "--ray", cluster.address],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return {"returncode": done.returncode, "last_line": (done.stderr.strip().splitlines() or [""])[-1],
+            "seconds": round(time.monotonic() - began, 1),
+            "folders": sorted(p.name for p in (out / "refused").iterdir()) if (out / "refused").is_dir() else []}
+
+
+def halving(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
+    """Successive halving on the cluster: 3 learning rates, the best goes on from its saved state after rung 0."""
+    watcher = Watcher()
+    experiment = run_experiment(config(data, out, cluster.address, name="halving", batch_sizes=[4],
+                                       lrs=[0.001, 0.003, 0.01], tune="halving", halving_eta=3, epochs=3), watcher)
+    record = rec.load(experiment)
+    return {**facts(experiment, watcher), "reasons": [r["trial"]["stop_reason"] for r in record["runs"]],
+            "rungs": record["tuning"]["rungs"], "state_files": sorted(p.name for p in experiment.rglob("state.keras"))}
+
+
 def stop(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
     """Stop as the window's Stop does, once two trials have each finished an epoch."""
     token = StopToken()
@@ -176,19 +209,27 @@ def ray_processes() -> list[str]:
 
 
 def speed(cluster: LocalCluster, data: Path, out: Path) -> dict[str, Any]:
-    """Wall time of the same 4-trial study on the head alone, then with a second node."""
-    times = {}
-    for nodes in (1, 2):
-        if nodes == 2:
+    """Wall time of the same 4-trial study on the head alone and with a second node, alternated (1, 2, 1, 2 nodes:
+    node 2 is added, killed, added again) so that a machine getting busier or quieter affects both alike."""
+    rounds = []
+    for nodes in (1, 2, 1, 2):
+        alive = len(cluster.alive_nodes())
+        if nodes > alive:
             cluster.add_node()
+        elif nodes < alive:
+            cluster.kill_node(len(cluster.nodes) - 1)
+            cluster.wait_for_count(nodes)
         began = time.monotonic()
-        experiment = run_experiment(config(data, out, cluster.address, name=f"speed-{nodes}", epochs=6), Watcher())
-        times[nodes] = round(time.monotonic() - began, 1)
+        experiment = run_experiment(config(data, out, cluster.address, name=f"speed-{len(rounds)}", epochs=6),
+                                    Watcher())
         record = rec.load(experiment)
         assert record["status"] == "completed", record["status"]
-        times[f"nodes_used_{nodes}"] = len({r["node"] for r in record["runs"]})
-    return {"one_node_s": times[1], "two_nodes_s": times[2], "ratio": round(times[1] / times[2], 2),
-            "nodes_used": [times["nodes_used_1"], times["nodes_used_2"]]}
+        rounds.append({"nodes": nodes, "seconds": round(time.monotonic() - began, 1),
+                       "nodes_used": len({r["node"] for r in record["runs"]}),
+                       "train_seconds": round(sum(r["history"][-1]["elapsed"] for r in record["runs"]), 1)})
+    one = [r["seconds"] for r in rounds if r["nodes"] == 1]
+    two = [r["seconds"] for r in rounds if r["nodes"] == 2]
+    return {"rounds": rounds, "ratio": round(sum(one) / sum(two), 2)}
 
 
 def main() -> int:
@@ -210,8 +251,11 @@ def main() -> int:
         else:
             cluster.add_node()
             results["two_nodes"] = two_nodes(cluster, small, work / "out")
+            results["client"] = client(cluster, small, work / "out")
+            results["refused"] = refused(cluster, small, work / "out")
             data = write_image_folder(work / "data", per_class=60)
             results["shared_data"] = shared_data(cluster, small, data, work / "out")
+            results["halving"] = halving(cluster, small, work / "out")
             results["stop"] = stop(cluster, data, work / "out")
             results["node_loss"] = node_loss(cluster, data, work / "out")
     finally:
