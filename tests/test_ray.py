@@ -124,9 +124,8 @@ def test_a_trial_asks_for_gpus_only_where_the_cluster_has_them():
 # -- retries ------------------------------------------------------------------------------------------
 
 def test_retry_bookkeeping():
-    assert should_retry(0, 2, stopping=False) and should_retry(1, 2, stopping=False)
-    assert not should_retry(2, 2, stopping=False) and not should_retry(0, 2, stopping=True)
-    assert not should_retry(0, 0, stopping=False)
+    assert should_retry(0, 2) and should_retry(1, 2)
+    assert not should_retry(2, 2) and not should_retry(0, 0)
     message = ("Task failed because the node it was running on is dead or unavailable. Node IP: 127.0.0.1, node ID: "
                "14f8fbb56bd007b18330b4a19563a426461b62c8713b46a5117877a1. This can happen if ...\n  traceback")
     assert node_in_error(message) == "14f8fbb56bd007b18330b4a19563a426461b62c8713b46a5117877a1"

@@ -63,9 +63,9 @@ def node_in_error(error: str) -> Optional[str]:
     return match[1] if match else None
 
 
-def should_retry(retries_done: int, max_retries: int, stopping: bool) -> bool:
-    """A segment whose node or worker was lost goes again while retries are left and nobody asked to stop."""
-    return not stopping and retries_done < max_retries
+def should_retry(retries_done: int, max_retries: int) -> bool:
+    """A segment whose node or worker was lost goes again while retries are left."""
+    return retries_done < max_retries
 
 
 def restore_updates(snapshot: dict[str, Any], current: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:

@@ -97,8 +97,9 @@ class RayTrainer:
         self.task = ray.remote(num_cpus=placement.request["num_cpus"], num_gpus=placement.request["num_gpus"],
                                max_calls=1 if placement.request["num_gpus"] else 0, max_retries=0,
                                runtime_env=task_runtime_env(placement.request))(train_segment)
+        # The channel lives on the head: a cluster outlives any other node, and the study must outlive a lost one.
         head = next((n["node"] for n in placement.nodes if n.get("head")), None)
-        where = NodeAffinitySchedulingStrategy(head, soft=True) if head else "DEFAULT"
+        where = NodeAffinitySchedulingStrategy(head, soft=False) if head else "DEFAULT"
         self.channel = ray.remote(Channel).options(num_cpus=0, scheduling_strategy=where).remote()
         shared = placement.data_path is not None
         self.inputs = ray.put(Inputs(None if shared else p.data, p.train_idx, p.val_idx))
@@ -140,7 +141,7 @@ class RayTrainer:
                     self._finished(tasks[ref], ref, waiting)
         except BaseException:
             self.stop.set()
-            self._cancel_all(force=True)
+            self._cancel_all()
             raise
 
     def _submit_ready(self, waiting: deque) -> None:
@@ -202,6 +203,10 @@ class RayTrainer:
         event = ev.event_from_message(message)
         try:
             self._write(attempt, message["files"])
+            if isinstance(event, ev.RunFinished):  # as Trainer.finish does: a sealed trial keeps no saved state
+                state = rec.inside(self.dir, self.record["runs"][attempt.run_index].get("state_file"))
+                if state is not None:
+                    state.unlink(missing_ok=True)
             self.emit(event)
         except OSError as exc:
             if not is_storage_error(exc):
@@ -247,8 +252,9 @@ class RayTrainer:
                 self.local.finish(run, "stopped", "stopped", "stopped by the user")
             return
         if is_lost(error):
-            self._restore(attempt, error)
-            if should_retry(attempt.retries, self.p.config.ray_retries, stopping=False):
+            retry = should_retry(attempt.retries, self.p.config.ray_retries)
+            self._restore(attempt, error, retry)
+            if retry:
                 waiting.appendleft((attempt.run_index, attempt.until_epoch, attempt.retries + 1, attempt.snapshot))
                 return
             reason = f"lost its node {attempt.retries + 1} times; last: {one_line(str(error))}"
@@ -260,7 +266,7 @@ class RayTrainer:
         self.emit(LogMessage("error", f"{trial_name(run, self.local.tuning)}: {reason}"))
         self.local.finish(run, "failed", "failed", reason)
 
-    def _restore(self, attempt: _Attempt, error: BaseException) -> None:
+    def _restore(self, attempt: _Attempt, error: BaseException, retry: bool) -> None:
         """Put the run back as it was when the segment started, files included, and note the lost attempt."""
         run, snapshot = self.record["runs"][attempt.run_index], attempt.snapshot
         for path in attempt.written:
@@ -274,8 +280,8 @@ class RayTrainer:
                           len(run["history"]) - len(snapshot["history"]))
         where = f"{hostname} (node {node[:8]})" if hostname and node else "its node"
         self.emit(LogMessage("warning", f"{trial_name(run, self.local.tuning)}: lost on {where}: {note['error']}; "
-                                        f"{'retrying' if attempt.retries < self.p.config.ray_retries else 'no retry left'}"
-                                        f" from epoch {len(snapshot['history']) + 1}"))
+                                        + (f"retrying from epoch {len(snapshot['history']) + 1}" if retry else
+                                           "no retry left")))
         self.emit(RunStarted(run["run_index"], run["batch_size"], snapshot["repeat"], snapshot["seed"],
                              snapshot["epochs_planned"], snapshot["steps_per_epoch"], snapshot["train_samples"],
                              snapshot["lr"], len(snapshot["history"]), restore_updates(snapshot, run, note)))
@@ -299,22 +305,21 @@ class RayTrainer:
         elif not self.forced and now - self.stopping_since > STOP_GRACE_S:
             self.emit(LogMessage("warning", f"{len(self.active)} trial(s) did not stop within {STOP_GRACE_S:.0f} s; "
                                             "cancelling them"))
-            self._cancel_all(force=True)
+            self._cancel_all()
 
-    def _cancel_all(self, force: bool) -> None:
-        self.forced = self.forced or force
+    def _cancel_all(self) -> None:
+        """End every task now (its worker is killed) and record its trial as stopped with the epochs it sent."""
+        self.forced = True
         for attempt in self.active.values():
             try:
-                ray.cancel(attempt.task, force=force)
+                ray.cancel(attempt.task, force=True)
             except Exception:  # noqa: BLE001 - already finished, or its node is gone
                 pass
-        for attempt in list(self.active.values()):
             run = self.record["runs"][attempt.run_index]
-            if force and run["status"] == "running":
-                self._drop_backup(attempt)
+            self._drop_backup(attempt)
+            if run["status"] == "running" and not attempt.ended:
                 self.local.finish(run, "stopped", "stopped", "stopped by the user")
-        if force:
-            self.active.clear()
+        self.active.clear()
 
     def _halt(self, attempt: _Attempt, exc: OSError) -> None:
         """A write the file system refused (disk full): this trial fails, every other one is stopped, and the
