@@ -5,9 +5,8 @@ then sends each event the Trainer emits to the study's Channel, an actor the dri
 several times a second. Each event travels with the files the driver needs before it folds the
 event into the record: the seed's initial weights (RunStarted of the first trial of a seed), the
 best checkpoint (EpochEnded that improved it), the saved state (RunPaused) and the TensorBoard
-event file (every epoch and at the end). Every send waits until the Channel holds the message,
-so what a task sent before its node died is not lost, and a task that returned has delivered
-everything. The driver writes the files atomically into the experiment folder and alone writes
+event file (every epoch and at the end). Calls from one task reach the actor in order, and the
+task waits for its last one before it returns: a task that returned has delivered everything. The driver writes the files atomically into the experiment folder and alone writes
 experiment.json; this side keeps a copy of the record only because the Trainer reads the run's
 history from it.
 
@@ -75,43 +74,60 @@ class Channel:
         return self.stopped
 
 
-def train_segment(attempt: str, spec: dict[str, Any], inputs: Inputs, files: dict[str, Any], channel: Any) -> None:
-    """Train one trial up to ``spec['until_epoch']`` here, sending where it runs, then each event with its files."""
+def train_segment(attempt: str, spec: dict[str, Any], inputs: Inputs, channel: Any, names: list[str],
+                  *blobs: bytes) -> None:
+    """Train one trial up to ``spec['until_epoch']`` here, sending where it runs, then each event with its files.
+
+    The files it starts from come as ``names`` and their contents (``blobs``, object refs Ray resolves before
+    the task starts). Nothing here waits on Ray while training: a task blocked in ``ray.get`` lends its CPUs
+    to the next task (Ray's rule against deadlocks), and a node would then train more trials than it has CPUs.
+    """
     node, hostname = ray.get_runtime_context().get_node_id(), socket.gethostname()
-    ray.get(channel.put.remote(attempt, {"hello": {"node": node, "hostname": hostname}}))
+    channel.put.remote(attempt, {"hello": {"node": node, "hostname": hostname}})
     scratch = Path(tempfile.mkdtemp(prefix="batchlab-trial-"))
     stop = StopToken()
     done = threading.Event()
     threading.Thread(target=_watch, args=(channel, stop, done), name="batchlab-stop", daemon=True).start()
+    segment: Optional[_Segment] = None
     try:
-        _Segment(attempt, spec, inputs, files, channel, scratch, stop, node, hostname).train()
+        segment = _Segment(attempt, spec, inputs, dict(zip(names, blobs)), channel, scratch, stop, node, hostname)
+        segment.train()
     finally:
         done.set()
+        if segment is not None and segment.last_sent is not None:
+            ray.get(segment.last_sent)  # calls from one task run in order: everything it sent has arrived
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _watch(channel: Any, stop: StopToken, done: threading.Event) -> None:
-    """Set ``stop`` when the driver asks (Stop, Ctrl+C); the Trainer then stops after its batch."""
+    """Set ``stop`` when the driver asks (Stop, Ctrl+C); the Trainer then stops after its batch. Polls without
+    blocking (see train_segment)."""
+    asked = channel.is_stopped.remote()
     while not done.wait(POLL_S):
+        ready, _ = ray.wait([asked], timeout=0)
+        if not ready:
+            continue
         try:
-            if ray.get(channel.is_stopped.remote(), timeout=10):
+            if ray.get(asked):
                 stop.set()
                 return
         except ray.exceptions.RayError:
             pass  # the channel's node is busy or gone; the driver cancels this task if it must
+        asked = channel.is_stopped.remote()
 
 
 class _Segment:
-    def __init__(self, attempt: str, spec: dict[str, Any], inputs: Inputs, files: dict[str, Any], channel: Any,
+    def __init__(self, attempt: str, spec: dict[str, Any], inputs: Inputs, files: dict[str, bytes], channel: Any,
                  scratch: Path, stop: StopToken, node: str, hostname: str) -> None:
         self.attempt, self.channel, self.scratch = attempt, channel, scratch
         self.node, self.hostname = node, hostname
         self.sent: dict[Path, tuple[int, int]] = {}  # TensorBoard files already sent: (size, mtime)
+        self.last_sent: Any = None  # the last message's call
         self.provided = set(files)
-        for relative, ref in files.items():
+        for relative, content in files.items():
             target = rec.inside(scratch, relative)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(ray.get(ref))
+            target.write_bytes(content)
         # This node trains on its own devices: the driver's device and cluster settings do not apply here.
         config = dataclasses.replace(ExperimentConfig.from_dict(spec["config"]), ray_address=None, devices=None,
                                      parallel=False, out=str(scratch))
@@ -146,9 +162,7 @@ class _Segment:
                                                         "hostname": self.hostname})
         apply_event(self.record, event)
         message = {"event": type(event).__name__, "data": dataclasses.asdict(event), "files": self._files_for(event)}
-        sent = self.channel.put.remote(self.attempt, message)
-        if not isinstance(event, ev.BatchProgress):  # progress may go unconfirmed: the next message waits for it
-            ray.get(sent)
+        self.last_sent = self.channel.put.remote(self.attempt, message)
 
     def _files_for(self, event: ev.Event) -> dict[str, bytes]:
         """The files the driver must have written before it folds ``event`` into the record."""

@@ -187,7 +187,7 @@ class RayTrainer:
                 "reference_batch": self.p.reference_batch}
         self.count += 1
         key = f"{run['run_index']}-{self.count}"
-        attempt.task = self.task.remote(key, spec, self.inputs, files, self.channel)
+        attempt.task = self.task.remote(key, spec, self.inputs, self.channel, list(files), *files.values())
         self.active[key] = attempt
 
     # -- messages ------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class LocalCluster:
         log = open(self.temp_dir.parent / f"node{index}.log", "wb")
         self.nodes.append(subprocess.Popen([RAY, "start", *role, *common], env=self.env, stdout=log,
                                            stderr=subprocess.STDOUT))
-        self.wait_for(index + 1)
+        self.wait_for(len(self.nodes) - len(self.killed))
         return index
 
     def alive_nodes(self) -> list[dict]:
