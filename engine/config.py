@@ -89,6 +89,7 @@ class Setting:
     example: str = ""  # what to type, for messages
     parse: Optional[Callable[[str], Any]] = None  # a list's one text parser (command line and window)
     check: Optional[Callable[[Any], Optional[str]]] = None  # a further check of a text value
+    bare: str = ""  # the value of the flag given alone (``--ray``), e.g. "local"; the window offers it as a checkbox
 
     @property
     def positional(self) -> bool:
@@ -159,6 +160,42 @@ def _model_problem(model: str) -> Optional[str]:
     if model in MODEL_NAMES or (model.endswith(MODEL_FILE_SUFFIX) and len(model) > len(MODEL_FILE_SUFFIX)):
         return None
     return f"is neither a built-in model ({', '.join(MODEL_NAMES)}) nor a {MODEL_FILE_SUFFIX} file"
+
+
+RAY_LOCAL = "local"  # ``--ray`` alone: a Ray runtime started on this machine for the experiment
+RAY_CLIENT_SCHEME = "ray://"
+_RAY_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
+
+
+class RayAddress(NamedTuple):
+    """Where trials train on Ray: ``local`` (a runtime of this machine), a head's ``HOST:PORT``, or a Ray Client
+    ``ray://HOST:PORT``."""
+
+    client: bool
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{RAY_CLIENT_SCHEME if self.client else ''}{self.host}:{self.port}"
+
+
+def ray_address_parts(text: str) -> Optional[RayAddress]:
+    """``HOST:PORT`` or ``ray://HOST:PORT`` read into parts; None for ``local`` or for anything else."""
+    client = text.startswith(RAY_CLIENT_SCHEME)
+    match = _RAY_ADDRESS.match(text[len(RAY_CLIENT_SCHEME):] if client else text)
+    if not match or not 0 < int(match["port"]) < 65536:
+        return None
+    return RayAddress(client, match["host"], int(match["port"]))
+
+
+def _ray_address_problem(address: str) -> Optional[str]:
+    if address == RAY_LOCAL or ray_address_parts(address) is not None:
+        return None
+    return f"is not {RAY_LOCAL}, HOST:PORT of a Ray head or {RAY_CLIENT_SCHEME}HOST:PORT (e.g. 10.0.0.5:6379)"
+
+
+def _path_problem(path: str) -> Optional[str]:
+    return None if path.strip() else "is empty: give a folder, or leave the setting out"
 
 
 def _weights_problem(weights: str) -> Optional[str]:
@@ -286,6 +323,28 @@ class ExperimentConfig:
     fine_tune_from: Optional[str] = _setting(
         None, label="Fine-tune from", help="Unfreeze the backbone from this layer on (a layer name of the backbone).",
         flag="--fine-tune-from", kind="text", none_text="no layer", group="model", metavar="LAYER")
+
+    ray_address: Optional[str] = _setting(
+        None, label="Run trials on a Ray cluster", help="Schedule the trials on Ray: HOST:PORT of a running "
+        f"cluster's head (ray start --head), {RAY_CLIENT_SCHEME}HOST:10001, or {RAY_LOCAL} (--ray alone) for a Ray "
+        "runtime on this machine.", flag="--ray", kind="text", none_text="off: trials train on this machine",
+        bare=RAY_LOCAL, group="scale", metavar="ADDRESS", example="10.0.0.5:6379", check=_ray_address_problem)
+    trial_gpus: float = _setting(
+        1.0, label="GPUs per trial", help="GPUs each trial asks Ray for where the cluster has GPUs; a fraction "
+        "below 1 shares a GPU between trials.", flag="--trial-gpus", kind="float", low=0.0, high=64.0,
+        low_open=True, decimals=2, group="scale", metavar="N")
+    trial_cpus: int = _setting(
+        1, label="CPUs per trial", help="CPUs each trial asks Ray for; its TensorFlow uses that many threads.",
+        flag="--trial-cpus", kind="int", low=1, high=1024, group="scale", metavar="N")
+    ray_retries: int = _setting(
+        2, label="Retries after a lost node", help="Times a trial segment whose node or worker is lost is started "
+        "again on another node before the trial fails.", flag="--ray-retries", kind="int", low=0, high=100,
+        group="scale", metavar="N")
+    ray_data_path: Optional[str] = _setting(
+        None, label="Data folder on the nodes", help="The data folder as every Ray node sees it (a shared file "
+        "system); each node then decodes it itself instead of receiving the images through Ray's object store.",
+        flag="--ray-data-path", kind="text", none_text="sent through Ray's object store", group="scale",
+        metavar="DIR", check=_path_problem)
 
     def problems(self) -> list[Problem]:
         """Every bad setting, in field order, then the settings that do not go together."""
@@ -420,6 +479,7 @@ def _combination_problems(c: ExperimentConfig, bad: set[str]) -> list[Problem]:
         found.append(Problem("tune", "halving needs an epochs or steps budget"))
     if ok("tune", "lrs", "lr_grid") and c.tune == "halving" and c.lr_grid == 1 and (c.lrs is None or len(c.lrs) < 2):
         found.append(Problem("tune", "halving needs several learning rates: an lr grid above 1, or explicit lrs"))
+    found += _ray_problems(c, ok)
     backbone = BACKBONE_IMAGE_SIZES.get(c.model) if ok("model") else None
     if ok("model", "weights"):
         if c.weights == "imagenet" and backbone is None:
@@ -437,6 +497,20 @@ def _combination_problems(c: ExperimentConfig, bad: set[str]) -> list[Problem]:
         found.append(Problem("image_size", f"{c.image_size} px is below {c.model}'s minimum of {backbone.minimum} "
                                            f"px; use {backbone.native} (its native size) or at least "
                                            f"{backbone.minimum}"))
+    return found
+
+
+def _ray_problems(c: ExperimentConfig, ok: Callable[..., bool]) -> list[Problem]:
+    """Ray schedules every trial on the cluster's devices itself: this machine's device settings do not apply."""
+    found = []
+    if ok("ray_address") and c.ray_address is not None:
+        for name, given in (("parallel", c.parallel), ("devices", c.devices is not None)):
+            if ok(name) and given:
+                found.append(Problem(name, "not with trials on Ray (Ray gives each trial its own devices: use "
+                                           "--trial-gpus)"))
+    if ok("trial_gpus") and c.trial_gpus > 1 and c.trial_gpus != int(c.trial_gpus):
+        found.append(Problem("trial_gpus", f"{c.trial_gpus:g}: above 1 it must be a whole number of GPUs "
+                                           "(only a GPU shared in fractions below 1 can be split)"))
     return found
 
 

@@ -62,6 +62,8 @@ APPLIES: dict[str, Callable[[Callable[[str], Any]], bool]] = {
     "halving_eta": lambda v: v("tune") == "halving",
     "freeze_backbone": lambda v: v("model") not in SEED_MODELS,
     "fine_tune_from": lambda v: v("model") not in SEED_MODELS,
+    **{name: (lambda v: v("ray_address") is not None) for name in ("trial_gpus", "trial_cpus", "ray_retries",
+                                                                  "ray_data_path")},
 }
 
 
@@ -111,6 +113,42 @@ class FileChoice(QComboBox):
             self.set_value(path)
         else:
             self.setCurrentIndex(self._last)
+
+
+class OptionalValue(QWidget):
+    """A checkbox that turns a setting on and a field for its value; checked with the field empty means the
+    setting's ``bare`` value, as its flag given alone does (``--ray``: a local Ray runtime)."""
+
+    changed = Signal()
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        spec = SETTINGS[name]
+        self.name, self.bare = name, spec.bare
+        self.check = QCheckBox(spec.label)
+        self.text = QLineEdit()
+        self.text.setPlaceholderText(f"{spec.bare} (when empty), or e.g. {spec.example}")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.check)
+        layout.addWidget(self.text, 1)
+        self.check.toggled.connect(self._toggled)
+        self.text.textChanged.connect(self.changed)
+        self._toggled(False)
+
+    def value(self) -> Optional[str]:
+        """None when off; ConfigError when the typed value cannot be read."""
+        if not self.check.isChecked():
+            return None
+        return parse_value(self.name, self.text.text()) if self.text.text().strip() else self.bare
+
+    def set_value(self, value: Optional[str]) -> None:
+        self.check.setChecked(value is not None)
+        self.text.setText("" if value in (None, self.bare) else value)
+
+    def _toggled(self, on: bool) -> None:
+        self.text.setEnabled(on)
+        self.changed.emit()
 
 
 class _Section(QWidget):
@@ -277,6 +315,8 @@ class SettingsPanel(QWidget):
             return FileChoice(WEIGHT_CHOICES, OWN_WEIGHTS, "Weights (*.weights.h5 *.h5 *.keras);;All files (*)")
         if spec.kind == "bool":
             return QCheckBox(spec.label)
+        if spec.bare:
+            return OptionalValue(name)
         if spec.choices:
             combo = QComboBox()
             for choice in spec.choices:
@@ -307,7 +347,7 @@ class SettingsPanel(QWidget):
     def _add_rows(self, form: QFormLayout, groups: tuple[str, ...]) -> None:
         for name, editor in self.editors.items():
             if SETTINGS[name].group in groups:
-                if isinstance(editor, QCheckBox):
+                if isinstance(editor, (QCheckBox, OptionalValue)):
                     form.addRow(editor)
                 else:
                     form.addRow(SETTINGS[name].label, editor)
@@ -391,6 +431,8 @@ def _read(editor: QWidget, name: str) -> Any:
     spec = SETTINGS[name]
     if isinstance(editor, QCheckBox):
         return editor.isChecked()
+    if isinstance(editor, OptionalValue):
+        return editor.value()
     if isinstance(editor, QComboBox):
         return editor.currentData()
     if isinstance(editor, (QSpinBox, QDoubleSpinBox)):
@@ -407,7 +449,7 @@ def _write(editor: QWidget, name: str, value: Any) -> None:
     spec = SETTINGS[name]
     if isinstance(editor, QCheckBox):
         editor.setChecked(bool(value))
-    elif isinstance(editor, FileChoice):
+    elif isinstance(editor, (FileChoice, OptionalValue)):
         editor.set_value(value)
     elif isinstance(editor, QComboBox):
         editor.setCurrentIndex(max(0, editor.findData(value)))
@@ -422,6 +464,8 @@ def _write(editor: QWidget, name: str, value: Any) -> None:
 def _changed_signal(editor: QWidget) -> Any:
     if isinstance(editor, QCheckBox):
         return editor.toggled
+    if isinstance(editor, OptionalValue):
+        return editor.changed
     if isinstance(editor, QComboBox):
         return editor.currentIndexChanged
     if isinstance(editor, (QSpinBox, QDoubleSpinBox)):

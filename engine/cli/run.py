@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from engine.config import ExperimentConfig
 
 GROUP_TITLES = {"data": "data", "training": "training", "study": "study: learning rates, tuning and repeats",
-                "model": "model", "advanced": "advanced", "scale": "devices"}
+                "model": "model", "advanced": "advanced", "scale": "devices and Ray"}
 USAGE = ("%(prog)s DATA --batch-sizes N [N ...] [options]\n"
          "       %(prog)s --config FILE.toml [DATA] [--batch-sizes N [N ...]] [options]\n"
          "       %(prog)s --resume EXPERIMENT_DIR")
@@ -47,9 +47,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(spec.flag, dest=name, action="store_const", const=not DEFAULTS[name], **common)
         elif spec.kind == "list":
             group.add_argument(spec.flag, dest=name, nargs="+", action=_ListAction, metavar=spec.metavar, **common)
-        else:
+        else:  # a flag with a ``bare`` value may be given alone: --ray means --ray local
+            optional_value = {"nargs": "?", "const": spec.bare} if spec.bare else {}
             group.add_argument(spec.flag, dest=name, type=_converter(name), choices=spec.choices or None,
-                               metavar=spec.metavar or None, **common)
+                               metavar=spec.metavar or None, **optional_value, **common)
     files = parser.add_argument_group("settings file and resuming")
     files.add_argument("--config", metavar="FILE.toml", default=None,
                        help="read every setting from this TOML file (keys as in an experiment's config.toml); "
@@ -73,11 +74,14 @@ def _help(name: str) -> str:
 def _converter(name: str) -> Callable[[str], Any]:
     """The argparse type of one setting: parsed and checked as the window checks it."""
 
+    spec = SETTINGS[name]
+    hint = f" ({spec.flag} alone takes the next word as its value: put it after the data folder)" if spec.bare else ""
+
     def convert(text: str) -> Any:
         try:
             return parse_value(name, text)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(exc.problem.text if exc.problem else str(exc)) from None
+            raise argparse.ArgumentTypeError((exc.problem.text if exc.problem else str(exc)) + hint) from None
 
     return convert
 

@@ -113,6 +113,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config: ExperimentConfig = config_from_args(args)
     if config.parallel:
         raise ConfigError("--parallel: not available for a worker (each batch is split over the cluster)")
+    if config.ray_address is not None:
+        raise ConfigError("--ray: not available for a worker (Ray schedules whole trials; a worker splits batches)")
     role = cluster_role(args.cluster, args.index)
     pin_devices(config.devices)
     config = dataclasses.replace(config, devices=None)  # the worker uses every device it was given

@@ -8,6 +8,7 @@ it) are computed here, so the table shows the same numbers live and after reopen
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Optional
 
@@ -32,7 +33,7 @@ def apply_event(record: dict[str, Any], event: ev.Event) -> Optional[dict[str, A
     if run is None:
         return None
     if isinstance(event, ev.RunStarted):
-        run.update(event.updates)
+        run.update(copy.deepcopy(event.updates))  # a record never shares a list with an event (or another record)
         run.update(status="running", error=None, lr=event.lr, steps_per_epoch=event.steps_per_epoch,
                    epochs_planned=event.epochs, train_samples=event.train_samples, seed=event.seed)
     elif isinstance(event, ev.EpochEnded):
@@ -45,7 +46,7 @@ def apply_event(record: dict[str, Any], event: ev.Event) -> Optional[dict[str, A
         run.update(status=event.status, error=event.error, checkpoint=event.checkpoint or run.get("checkpoint"))
         if event.best is not None:
             run["best"] = dict(event.best)
-        for key, value in event.updates.items():
+        for key, value in copy.deepcopy(event.updates).items():
             if isinstance(value, dict) and isinstance(run.get(key), dict):
                 run[key] = {**run[key], **value}
             else:

@@ -68,7 +68,12 @@ class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
 
 def place(config: ExperimentConfig, listener: Listener = ignore) -> Placement:
-    """Choose the placement from ``config.devices`` and ``config.parallel``; ConfigError names the setting."""
+    """Choose the placement from ``config.devices`` and ``config.parallel``, or join the Ray cluster of
+    ``config.ray_address``; ConfigError names the setting."""
+    if config.ray_address is not None:
+        from engine.scale.ray_cluster import connect  # Ray is an optional extra
+
+        return connect(config, listener)
     chosen = config.devices is not None
     devices = resolve_devices(config.devices)
     if config.parallel:

@@ -24,6 +24,7 @@ from engine.events import Listener, ignore
 from engine.record import store as rec
 from engine.scale import distribute
 from engine.scale.distribute import ParallelTrainer
+from engine.scale.ray_cluster import RayPlacement
 from engine.stop import StopToken
 from engine.train import plan
 from engine.train.devices import describe
@@ -118,8 +119,25 @@ def new_trial(trial: dict[str, Any]) -> dict[str, Any]:
 
 def make_study(placement: Placement, p: Prepared, experiment_dir: Path, record: dict[str, Any],
                listener: Listener, stop: StopToken) -> Study:
-    """Parallel trials get a process per device; every other placement trains in this process."""
+    """Parallel trials get a process per device, trials on Ray a task each (the connection ends with the study);
+    every other placement trains in this process."""
+    if isinstance(placement, RayPlacement):
+        from engine.scale.ray_trials import RayTrainer  # imports Ray, an optional extra
+
+        study: Study = _RayStudy(p, experiment_dir, record, listener, stop, placement)
+        study.executor = RayTrainer(p, experiment_dir, record, study.emit, stop, placement)
+        return study
     study = Study(p, experiment_dir, record, listener, stop, placement)
     if placement.parallel_devices:
         study.executor = ParallelTrainer(p, experiment_dir, record, study.emit, stop, placement)
     return study
+
+
+class _RayStudy(Study):
+    """A study whose trials run on Ray: it leaves the cluster (stops a runtime it started) when it ends."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.executor.close()  # type: ignore[attr-defined]
