@@ -211,3 +211,12 @@ def test_the_fitted_prediction_is_stated_with_its_leave_one_out_error() -> None:
     facts.prediction = {"recommended": {"batch_size": 128, "predicted_seconds": 181.0}, "loo_error": None}
     assert "The S(B) fit would pick 128 (predicted 3.0 min), so the measured lead of 64 is within what the fit " \
            "resolves (no leave-one-out check possible)." in advise(facts)
+
+
+def test_batch_normalization_below_16_per_replica_is_warned_about() -> None:
+    facts = full_facts()
+    assert "Batch normalization" not in advise(facts)
+    facts.bn_per_replica = {32: 32, 64: 8, 128: 16}
+    text = advise(facts)
+    assert "Batch normalization sees fewer than 16 samples per replica (8 at batch size 64)" in text
+    assert "at batch size 128" not in text and "at batch size 32" not in text

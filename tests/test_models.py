@@ -369,3 +369,21 @@ def test_a_runs_own_initial_weights_reload_quietly_and_exactly(tmp_path: Path) -
         load_own_weights(model, tmp_path / "seed1.weights.h5")
     assert weights_sha256(model) == weights_sha256(saved)
     assert not [w for w in caught if "container" in str(w.message)]
+
+
+def test_batch_normalization_batches_are_recorded_and_small_ones_warned(tmp_path: Path) -> None:
+    """A real seed-bn experiment at batch sizes 4 and 16: the record says what each BN layer averages over,
+    and the advice warns about 4 (below 16 per replica) and not about 16."""
+    from engine.analysis.summary import summarize
+    from engine.record.store import load as load_record
+    from engine.study.launch import run_experiment
+    from tests.helpers import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", classes=2, per_class=16)
+    folder = run_experiment(ExperimentConfig(str(data), [4, 16], epochs=1, image_size=32, model="seed-bn",
+                                             out=str(tmp_path / "out"), precision="fp32", augment=False))
+    record = load_record(folder)
+    assert [r["bn_per_replica_batch"] for r in record["runs"]] == [4, 16]
+    advice = summarize(record).advice
+    assert "Batch normalization sees fewer than 16 samples per replica (4 at batch size 4)" in advice
+    assert "at batch size 16" not in advice

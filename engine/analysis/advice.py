@@ -23,6 +23,7 @@ from engine.analysis.critical_batch import TradeoffError, fit_tradeoff
 from engine.analysis.tuning import Updates
 from engine.analysis.words import duration, either, lr, pct, sizes, two_figures
 
+BN_MIN_PER_REPLICA = 16  # below this, batch statistics get noisy (Wu & He 2018, Group Normalization, fig. 1)
 CLOSE_CALL = 0.10  # measured times closer than this are within what one repeat could overturn
 TUNE_FLAG = "--lr-grid 3"
 REPEAT_FLAG = "--repeats 3"
@@ -63,6 +64,7 @@ class AdviceFacts:
     incomplete: list[int] = field(default_factory=list)  # batch sizes stopped before every trial finished
     target_problem: Optional[str] = None  # why there is no target accuracy
     prediction: Optional[dict[str, Any]] = None  # the record's prediction entry (S(B) fit)
+    bn_per_replica: dict[int, int] = field(default_factory=dict)  # batch size -> samples each BN layer averages
 
 
 def advise(facts: AdviceFacts) -> str:
@@ -82,6 +84,7 @@ def advise(facts: AdviceFacts) -> str:
         sentences += _unmeasured(facts, tried, reached, b_crit)
     sentences += _tuning(facts, tried, failed)
     sentences += _trouble(facts)
+    sentences += _small_bn_batches(facts)
     sentences += _uncertainty(facts, tried, reached, b_crit)
     if b_crit_problem and not facts.dead:
         sentences.append(f"No critical batch size could be fitted: {b_crit_problem}.")
@@ -275,6 +278,18 @@ def _trouble(facts: AdviceFacts) -> list[str]:
                    f"finished, so {'they are' if many else 'it is'} left out; resume the experiment (run --resume) "
                    f"to include {'them' if many else 'it'}.")
     return out
+
+
+def _small_bn_batches(facts: AdviceFacts) -> list[str]:
+    """Batch normalization averages over each replica's share of the batch; too few samples make its
+    statistics noisy, so a small batch size may lose for that reason rather than for its gradient noise."""
+    small = sorted(b for b, n in facts.bn_per_replica.items() if n < BN_MIN_PER_REPLICA)
+    if not small:
+        return []
+    seen = ", ".join(f"{facts.bn_per_replica[b]} at batch size {b}" for b in small)
+    return [f"Batch normalization sees fewer than {BN_MIN_PER_REPLICA} samples per replica ({seen}): its batch "
+            f"statistics are noisy there, which can cost accuracy whatever the batch size's gradient noise; compare "
+            f"with a model without batch normalization or use fewer devices per run."]
 
 
 def _uncertainty(facts: AdviceFacts, tried: list[int], reached: dict[int, TargetReach],

@@ -165,4 +165,6 @@ def _facts(summary: Summary, record: dict[str, Any], probe: Optional[dict[str, A
         incomplete=[b.batch_size for b in summary.batches if b.state == "incomplete"],
         target_problem=summary.target_problem,
         prediction=summary.prediction,
+        bn_per_replica={int(r["batch_size"]): int(r["bn_per_replica_batch"]) for r in record.get("runs", [])
+                        if isinstance(r.get("bn_per_replica_batch"), int)},
     )
