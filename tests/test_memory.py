@@ -1,6 +1,6 @@
 """Long sessions: consecutive runs in one process leave nothing behind.
 
-Resident-memory figures belong to bench/memory_soak.py (they depend on the machine);
+Resident-memory figures belong to engine/measure/memory_soak.py (they depend on the machine);
 these tests check exact counts: threads, open files, temporary entries, and the traced
 graphs whose pile-up was the measured leak (see engine.train.memory).
 """

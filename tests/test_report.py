@@ -164,3 +164,18 @@ def test_a_dead_comparison_report_says_so_and_names_what_to_try() -> None:
     assert "This comparison includes dead networks: no trial of batch size 256 learned" in text
     assert "a smaller image size (now 150 px; --image-size 32)" in text
     assert text.count("<figure>") == 3  # heat map, steps (32 reached: measured points), learning curves
+
+
+def test_report_at_another_target_reanalyses_without_changing_the_record(tmp_path: Path, capsys) -> None:
+    record, probe = showcase()
+    folder = write_experiment(tmp_path / "exp", record, probe)
+    before = (folder / "experiment.json").read_bytes()
+    out = tmp_path / "report.html"
+    assert main(["report", str(folder), "--to", str(out), "--target-accuracy", "0.5"]) == 0
+    assert "Target: 50.0% validation accuracy" in out.read_text(encoding="utf-8")
+    assert (folder / "experiment.json").read_bytes() == before
+    assert main(["report", str(folder), "--to", str(out)]) == 0
+    assert "Target: 90.2% validation accuracy" in out.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["report", str(folder), "--to", str(out), "--target-accuracy", "75"])
+    assert "must be above 0 and at most 1 (0.75 means 75%)" in capsys.readouterr().err

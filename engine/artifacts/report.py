@@ -54,10 +54,16 @@ figure { margin: 10px 0; } figure svg { max-width: 100%; height: auto; } figcapt
 """
 
 
-def write_report(experiment_dir: Path | str, to: Path | str) -> Path:
-    """Render the experiment's report into ``to`` (written atomically) and return its path."""
+def write_report(experiment_dir: Path | str, to: Path | str, target_accuracy: Optional[float] = None) -> Path:
+    """Render the experiment's report into ``to`` (written atomically) and return its path.
+
+    ``target_accuracy`` re-analyses at another target (time to target, the S(B) fit and its
+    leave-one-out error follow it) without touching the record."""
     experiment_dir = Path(experiment_dir)
     record = store.load(experiment_dir)
+    if target_accuracy is not None:
+        record = {**record, "config": {**record.get("config", {}), "target_accuracy": target_accuracy},
+                  "target_accuracy": target_accuracy}
     text = build_report(record, load_probe(experiment_dir), reproduce_command(record, experiment_dir))
     atomic.write_bytes(to, text.encode("utf-8"))
     os.chmod(to, 0o644)  # a report is for sharing: readable like a new file, not private like the temp file

@@ -1,6 +1,6 @@
 """Long-session memory: resident memory after each of N consecutive runs in one process.
 
-    python bench/memory_soak.py [--runs 10] [--mode runs|experiments] [--batch-size 16]
+    python -m engine.measure.memory_soak [--runs 10] [--mode runs|experiments] [--batch-size 16]
                                 [--image-size 32] [--epochs 1] [--data demo|stripes]
                                 [--per-class 40] [--without forget|trim ...]
 

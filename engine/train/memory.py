@@ -1,6 +1,6 @@
 """Give back what a finished run held, so a long session's memory stays flat.
 
-Measured with bench/memory_soak.py (10 runs in one process): clearing the Keras
+Measured with engine/measure/memory_soak.py (10 runs in one process): clearing the Keras
 session and collecting garbage still left resident memory growing about 21-26 MiB
 per run (+22% to +29% from run 2 to run 10). The cause is TensorFlow's gradient registry: every
 trace of a training step passes through ``tf.custom_gradient`` in graph mode (Keras'
