@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
 from engine.analysis.summary import Summary
-from engine.analysis.words import duration, two_figures
+from engine.analysis.words import duration, error_pct, two_figures
 from gui.plot_axes import LabelledAxis, log_ticks, style_plot
 
 STEPS_HELP = ("Dots: tuned steps to target of each batch size, at its best learning rate. Dashed: the fit "
@@ -117,7 +117,7 @@ def draw_times(plot: pg.PlotItem, summary: Summary, colours: dict[int, QColor]) 
 def times_note(prediction: dict[str, Any]) -> str:
     """What the T(B) plot shows and how far to trust it, in words."""
     loo = prediction.get("loo_error")
-    check = f"leave-one-out error {loo:.0%}" if loo is not None else "no leave-one-out check possible"
+    check = f"leave-one-out error {error_pct(loo)}" if loo is not None else "no leave-one-out check possible"
     probed = sorted(p["batch_size"] for p in prediction["points"] if p["source"] == "probe")
     timing = (f"timing for {', '.join(map(str, probed))} from the throughput probe" if probed else
               "run Tools ▸ Probe throughput to predict untried sizes")

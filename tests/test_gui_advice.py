@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from engine.analysis.summary import summarize  # noqa: E402
-from engine.analysis.words import lr, pct  # noqa: E402
+from engine.analysis.words import error_pct, lr, pct  # noqa: E402
 from gui.advice_panel import NO_NOISE_TEXT, WIDE, AdvicePanel  # noqa: E402
 from gui.results_table import format_time_to_target  # noqa: E402
 from tests.trial_records import showcase  # noqa: E402
@@ -134,7 +134,7 @@ def test_prediction_plots_show_measured_predicted_and_the_recommendation(panel):
     assert [list(i.getData()[0]) for i in hollow] == [[3.0]]  # batch size 8 timed by the probe only
     best = prediction["recommended"]
     assert points("star") == {(round(math.log2(best["batch_size"]), 6), round(math.log10(best["predicted_seconds"]), 6))}
-    assert f"leave-one-out error {prediction['loo_error']:.0%}" in panel.prediction_note.text()
+    assert f"leave-one-out error {error_pct(prediction['loo_error'])}" in panel.prediction_note.text()
     assert f"batch size {best['batch_size']}" in panel.prediction_note.text()
     ticks = dict(panel.prediction_plot.getAxis("bottom").candidates(0, 20))
     assert ticks[3.0] == "8" and ticks[9.0] == "512"

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from engine.analysis.critical_batch import TradeoffError, fit_tradeoff
 from engine.analysis.tuning import Updates
-from engine.analysis.words import duration, either, lr, pct, sizes, two_figures
+from engine.analysis.words import duration, either, error_pct, lr, pct, sizes, two_figures
 
 BN_MIN_PER_REPLICA = 16  # below this, batch statistics get noisy (Wu & He 2018, Group Normalization, fig. 1)
 CLOSE_CALL = 0.10  # measured times closer than this are within what one repeat could overturn
@@ -174,7 +174,7 @@ def _measured(
 def _fitted_prediction(prediction: dict[str, Any], tried: list[int], best: int) -> str:
     pick = prediction["recommended"]["batch_size"]
     error = prediction.get("loo_error")
-    check = f"leave-one-out error {100 * error:.0f}%" if error is not None else "no leave-one-out check possible"
+    check = f"leave-one-out error {error_pct(error)}" if error is not None else "no leave-one-out check possible"
     when = duration(prediction["recommended"]["predicted_seconds"])
     if pick not in tried:
         return (f"The S(B) fit ({check}) predicts that batch size {pick}, not trained yet, would reach the target "

@@ -12,6 +12,15 @@ def pct(x: Optional[float]) -> str:
     return "-" if not finite(x) else f"{100 * x:.1f}%"
 
 
+def error_pct(x: float) -> str:
+    """A relative error in whole percent, with one decimal below 1% so a near-perfect fit does not read as
+    a perfect one: 0.023 -> '2%', 0.0025 -> '0.2%', 1e-16 -> '0%'."""
+    percent = 100 * x
+    if percent >= 1:
+        return f"{percent:.0f}%"
+    return f"{percent:.1f}%" if percent >= 0.05 else "0%"
+
+
 def duration(seconds: float) -> str:
     """Seconds (3 significant figures), minutes or hours, whichever reads best."""
     if seconds < 90:

@@ -25,7 +25,7 @@ from typing import Any, Optional
 from engine import atomic
 from engine.analysis.summary import Summary, load_probe, summarize
 from engine.analysis.tuning import ranking, stop_reason
-from engine.analysis.words import duration, lr, pct, two_figures
+from engine.analysis.words import duration, error_pct, lr, pct, two_figures
 from engine.record import store
 
 CONFIG_NAME = "config.toml"
@@ -46,7 +46,7 @@ th, td { padding: 4px 9px; border-bottom: 1px solid #e3e3e3; text-align: right; 
          white-space: nowrap; }
 th { background: #f6f6f6; white-space: normal; } td.l, th.l { text-align: left; white-space: normal; }
 tr.best td { background: #fff6d5; font-weight: 600; }
-.met { color: #007a55; font-weight: 700; } .missing { color: #c0392b; font-weight: 700; }
+.met { color: #007a55; font-weight: 700; white-space: nowrap; } .missing { color: #c0392b; font-weight: 700; white-space: nowrap; }
 .check td { text-align: left; white-space: normal; }
 .bad { color: #c0392b; } .note { color: #555; font-size: 13px; }
 pre { background: #f6f6f6; padding: 10px; white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -378,7 +378,7 @@ def _prediction_html(summary: Summary) -> str:
     body = _embed(figure, "fit", caption)
     if p is None:
         return body + f"<p>No prediction: {_e(summary.prediction_problem or 'not enough data')}.</p>"
-    check = (f"{100 * p['loo_error']:.0f}% mean absolute error when each measured batch size is left out of the "
+    check = (f"{error_pct(p['loo_error'])} mean absolute error when each measured batch size is left out of the "
              f"fit and predicted" if p["loo_error"] is not None else "no leave-one-out check possible")
     head = ("batch size", "measured steps", "predicted steps", "seconds / step", "predicted time", "measured time",
             "timing from")

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
+from engine.analysis.words import error_pct
 from engine.events import (
     BatchProgress,
     EpochEnded,
@@ -201,7 +202,7 @@ def _prediction_lines(summary: "Summary") -> list[str]:
     p = summary.prediction
     if p is None:
         return [f"Prediction: none ({summary.prediction_problem})"] if summary.prediction_problem else []
-    check = (f"leave-one-out error {100 * p['loo_error']:.0f}%" if p["loo_error"] is not None
+    check = (f"leave-one-out error {error_pct(p['loo_error'])}" if p["loo_error"] is not None
              else "no leave-one-out check")
     lines = [f"Prediction: S(B) = {p['s_min']:.0f} (1 + {p['b_noise']:.3g}/B) steps, {check}",
              "   batch  steps measured  predicted  s/step  predicted time  measured time  source"]
