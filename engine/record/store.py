@@ -14,7 +14,9 @@ Layout (schema version 1; keys are a contract, only ever added to):
                     val_count, split_sha256 (of the train/val file lists)
     environment     python, tensorflow, keras, platform, hostname, devices [str], device,
                     precision, precision_reason, distribution {strategy (single | mirrored |
-                    multi_worker_mirrored | parallel), devices, replicas, workers}
+                    multi_worker_mirrored | parallel | ray), devices, replicas, workers; for ray:
+                    address, nodes [{node, hostname, address, cpus, gpus}], trial_resources
+                    {CPU, GPU}, data ("object store" | "shared: DIR")}
     reference_batch the batch size the configured lr belongs to (for lr scaling)
     target_accuracy the val accuracy time to target is measured against (updated as epochs end)
     tuning          method (none | grid | halving), lrs {"<batch>": [lr, ...]}, eta, rungs
@@ -39,7 +41,10 @@ Layout (schema version 1; keys are a contract, only ever added to):
         best {epoch, val_accuracy, val_loss} or null, checkpoint (relative path) or null,
         checkpoint_sha256, tensorboard (relative path), epochs_run, seconds_per_epoch,
         images_per_s, time_to_target {epoch, steps, samples, seconds} or null (not reached),
-        restarts [notes of attempts discarded by --resume], started, finished
+        restarts [notes of attempts discarded by --resume], started, finished,
+        bn_per_replica_batch (models with batch normalization: the samples each BN layer averages),
+        on a Ray cluster: node (Ray node id of the last segment), hostname, retries [{node,
+        hostname, at, error, epochs_discarded}]
 
 All paths inside are relative to the experiment folder and are never followed outside it.
 """
