@@ -20,7 +20,6 @@ from engine.artifacts.evaluate import (
     write_histories_csv,
 )
 from engine.record.store import RecordError
-from tests.helpers import write_image_folder
 
 
 def test_confusion_precision_recall_and_mistakes_by_hand() -> None:
@@ -62,16 +61,9 @@ def test_histories_csv_has_one_row_per_run_and_epoch(tmp_path: Path) -> None:
     assert (tmp_path / "h.csv").read_text() == text
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.config import ExperimentConfig
-    from engine.study.launch import run_experiment
-
-    root = tmp_path_factory.mktemp("evaluate")
-    data = write_image_folder(root / "data", classes=3, per_class=8)
-    config = ExperimentConfig(data_dir=str(data), batch_sizes=[8], epochs=1, image_size=32, augment=False,
-                              out=str(root / "out"), name="exp")
-    return run_experiment(config)
+@pytest.fixture
+def experiment(trained_experiment: Path) -> Path:
+    return trained_experiment
 
 
 def test_evaluating_a_real_run_reproduces_its_recorded_validation_accuracy(experiment: Path) -> None:
@@ -81,7 +73,7 @@ def test_evaluating_a_real_run_reproduces_its_recorded_validation_accuracy(exper
     run = record["runs"][0]
     result = evaluate_run(experiment, record, run)
     assert result.split_matches
-    assert int(result.confusion.sum()) == record["dataset"]["val_count"] == 6
+    assert int(result.confusion.sum()) == record["dataset"]["val_count"] == 9
     assert result.accuracy == pytest.approx(run["best"]["val_accuracy"], abs=1e-6)
     assert len(result.mistakes) == int(result.confusion.sum() - np.trace(result.confusion))
     assert all(m.path.is_file() for m in result.mistakes)

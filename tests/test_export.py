@@ -20,17 +20,9 @@ from tests.helpers import write_image_folder
 AVAILABLE = format_availability()
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real training run (batch size 4, 1 epoch, 32 px), shared by the module."""
-    from engine.config import ExperimentConfig
-    from engine.study.launch import run_experiment
-
-    root = tmp_path_factory.mktemp("export")
-    data = write_image_folder(root / "data", classes=3, per_class=6)
-    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4], epochs=1, image_size=32, augment=False,
-                              out=str(root / "out"), name="exp")
-    return run_experiment(config)
+@pytest.fixture
+def experiment(trained_experiment: Path) -> Path:
+    return trained_experiment
 
 
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "onnx", "litert"])
@@ -39,7 +31,7 @@ def test_export_reloads_and_predicts_like_the_checkpoint(experiment: Path, tmp_p
         pytest.skip(f"{fmt} unavailable: {AVAILABLE[fmt]}")
     result = export_run(experiment, fmt, tmp_path / fmt)
     assert result.verification.matched and result.verification.source == "validation images"
-    assert result.verification.images == 6  # 6 per class at val split 0.25: 2 per class, 6 < VERIFY_IMAGES
+    assert result.verification.images == 8  # VERIFY_IMAGES of the 9 validation images
     meta = json.loads((tmp_path / fmt / META_NAME).read_text())
     assert meta["classes"] == ["class_0", "class_1", "class_2"]
     assert meta["input"]["height"] == 32 and meta["input"]["range"] == [0, 255]

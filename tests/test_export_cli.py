@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_image_folder
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 
@@ -29,16 +29,9 @@ def run_main(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(MAIN), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.config import ExperimentConfig
-    from engine.study.launch import run_experiment
-
-    root = tmp_path_factory.mktemp("cli")
-    data = write_image_folder(root / "data", classes=2, per_class=6)
-    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4], epochs=1, image_size=32, augment=False,
-                              out=str(root / "out"), name="exp")
-    return run_experiment(config)
+@pytest.fixture
+def experiment(trained_experiment: Path) -> Path:
+    return trained_experiment
 
 
 def test_export_then_predict_from_the_command_line(experiment: Path, tmp_path: Path) -> None:
@@ -48,17 +41,18 @@ def test_export_then_predict_from_the_command_line(experiment: Path, tmp_path: P
     assert "predictions match the checkpoint" in done.stdout
     assert (target / "model.keras").is_file() and (target / "batchlab_export.json").is_file()
 
-    data = experiment.parent.parent / "data"
-    (data / "class_0" / "notes.txt").write_text("not an image")
-    shown = run_main("predict", str(target), str(data / "class_0"))
+    images = tmp_path / "images"  # a copy: the experiment and its data folder are shared with other tests
+    shutil.copytree(experiment.parent.parent / "data" / "class_0", images)
+    (images / "notes.txt").write_text("not an image")
+    shown = run_main("predict", str(target), str(images))
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.strip().splitlines()
-    assert len(lines) == 7  # 6 images and the text file
-    assert all(line.split(": ", 1)[1].split(" (")[0] in ("class_0", "class_1") for line in lines if "img_" in line)
+    assert len(lines) == 13  # 12 images and the text file
+    assert all(line.split(": ", 1)[1].split(" (")[0] in ("class_0", "class_1", "class_2") for line in lines if "img_" in line)
     assert any("notes.txt: skipped (not an image" in line for line in lines)
 
     # The same images through the experiment folder give the same classes and confidences.
-    again = run_main("predict", str(experiment), str(data / "class_0"), "--batch-size", "4")
+    again = run_main("predict", str(experiment), str(images), "--batch-size", "4")
     assert again.returncode == 0, again.stderr
     assert again.stdout == shown.stdout.replace(str(target), str(experiment))
 

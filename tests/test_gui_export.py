@@ -19,19 +19,11 @@ from PySide6.QtWidgets import QFileDialog  # noqa: E402
 from engine.artifacts.export import FORMATS, PREPROCESSING  # noqa: E402
 from gui.export_dialog import ExportDialog, run_label, save_plot  # noqa: E402
 from gui.report_export import ReportExport, default_report_path, export_report  # noqa: E402
-from tests.helpers import write_image_folder  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.config import ExperimentConfig
-    from engine.study.launch import run_experiment
-
-    root = tmp_path_factory.mktemp("gui_export")
-    data = write_image_folder(root / "data", classes=2, per_class=6)
-    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4], epochs=1, image_size=32, augment=False,
-                              out=str(root / "out"), name="exp")
-    return run_experiment(config)
+@pytest.fixture
+def experiment(qapp, trained_experiment: Path) -> Path:
+    return trained_experiment
 
 
 class Opened(QObject):
@@ -60,7 +52,9 @@ def test_export_dialog_exports_and_offers_the_folder(qtbot, experiment: Path, op
     dialog = ExportDialog(Path(experiment.name))  # a relative path in, absolute paths shown
     qtbot.addWidget(dialog)
     assert dialog.experiment_dir == experiment and dialog.folder_edit.text() == str(experiment)
-    assert dialog.run_combo.count() == 1
+    assert dialog.run_combo.count() == 2  # batch sizes 4 and 8
+    labels = [dialog.run_combo.itemText(i) for i in range(2)]
+    dialog.run_combo.setCurrentIndex(next(i for i, text in enumerate(labels) if text.startswith("batch size 4,")))
     label = dialog.run_combo.currentText()
     accuracy = dialog.selected_run()["best"]["val_accuracy"]
     assert label.startswith("batch size 4, lr 0.001: val accuracy ") and f"{100 * accuracy:.1f}%" in label
@@ -85,7 +79,7 @@ def test_export_dialog_exports_and_offers_the_folder(qtbot, experiment: Path, op
     assert f"Exported to {experiment / 'exports' / 'bs4-keras'}." in dialog.status.text()
     assert "writing Keras" in dialog.log.toPlainText()
     meta = json.loads((experiment / "exports" / "bs4-keras" / "batchlab_export.json").read_text())
-    assert meta["classes"] == ["class_0", "class_1"]
+    assert meta["classes"] == ["class_0", "class_1", "class_2"]
 
     assert not dialog.open_button.isHidden()
     qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)

@@ -19,21 +19,13 @@ from engine.record import store  # noqa: E402
 from engine.record.runs import best_run  # noqa: E402
 from gui.evaluation_view import EvaluationView, default_partner  # noqa: E402
 from gui.predict_panel import PredictPanel  # noqa: E402
-from tests.helpers import write_image_folder  # noqa: E402
 
 EVALUATED_MS = 180_000
 
 
-@pytest.fixture(scope="module")
-def experiment(qapp, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.config import ExperimentConfig
-    from engine.study.launch import run_experiment
-
-    root = tmp_path_factory.mktemp("gui_views")
-    data = write_image_folder(root / "data", classes=3, per_class=10)
-    config = ExperimentConfig(data_dir=str(data), batch_sizes=[4, 8], epochs=2, image_size=32, augment=False,
-                              out=str(root / "out"), name="exp")
-    return run_experiment(config)
+@pytest.fixture
+def experiment(qapp, trained_experiment: Path) -> Path:
+    return trained_experiment
 
 
 def synthetic(classes: list[str], folder: Path, accuracy_boost: float = 1.5, seed: int = 0):

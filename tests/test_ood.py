@@ -59,16 +59,9 @@ def test_the_threshold_lets_the_calibration_images_pass():
     assert flagged <= (1 - PASS_SHARE) * len(images)
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.config import ExperimentConfig
-    from engine.study.launch import run_experiment
-
-    root = tmp_path_factory.mktemp("ood")
-    data = write_image_folder(root / "data", classes=3, per_class=12)
-    config = ExperimentConfig(data_dir=str(data), batch_sizes=[8], epochs=1, image_size=32, augment=False,
-                              out=str(root / "out"), name="exp")
-    return run_experiment(config)
+@pytest.fixture
+def experiment(trained_experiment: Path) -> Path:
+    return trained_experiment
 
 
 @pytest.mark.slow
