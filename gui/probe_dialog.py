@@ -73,7 +73,8 @@ class ProbeWorker(QThread):
 
 
 class ProbeDialog(QDialog):
-    """``ProbeDialog(data_dir, image_size, experiment_dir=None, parent=None)``; ``probed`` fires with the result.
+    """``ProbeDialog(data_dir, image_size, experiment_dir=None, parent=None, model=..., weights=...)``; ``probed``
+    fires with the result.
 
     With an experiment folder the result is saved there as probe.json, where the advice finds it.
     """
@@ -81,11 +82,13 @@ class ProbeDialog(QDialog):
     probed = Signal(object)
 
     def __init__(self, data_dir: str, image_size: int, experiment_dir: Optional[str] = None,
-                 parent: Optional[QWidget] = None, *, batch_sizes: Optional[Sequence[int]] = None) -> None:
+                 parent: Optional[QWidget] = None, *, batch_sizes: Optional[Sequence[int]] = None,
+                 model: str = "seed", weights: str = "none") -> None:
         super().__init__(parent)
         self.setWindowTitle("Throughput probe")
         self.resize(860, 620)
         self.data_dir, self.image_size = data_dir, image_size
+        self.model, self.weights = model, weights
         self.experiment_dir = Path(experiment_dir) if experiment_dir else None
         self.batch_sizes = list(batch_sizes) if batch_sizes else None
         self.points: list[dict[str, Any]] = []
@@ -126,7 +129,7 @@ class ProbeDialog(QDialog):
         self.marks: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
 
         form = QFormLayout()
-        form.addRow("Data", QLabel(f"{data_dir}  ({image_size} px)"))
+        form.addRow("Data", QLabel(f"{data_dir}  ({image_size} px, model {model})"))
         form.addRow("Memory budget", self.budget)
         form.addRow("Saved to", QLabel(str((self.experiment_dir / "probe.json").absolute()) if self.experiment_dir
                                        else "not saved (no experiment open): the advice will not use it"))
@@ -157,7 +160,8 @@ class ProbeDialog(QDialog):
     # -- running ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        settings: dict[str, Any] = {"data_dir": self.data_dir, "image_size": self.image_size,
+        settings: dict[str, Any] = {"data_dir": self.data_dir, "image_size": self.image_size, "model": self.model,
+                                    "weights": self.weights,
                                     "batch_sizes": self.batch_sizes,
                                     "memory_budget_mb": float(self.budget.value()) or None}
         if self.experiment_dir is not None:

@@ -54,8 +54,12 @@ class RunViewsMixin:
             self.probe_dialog.raise_()
             return
         folder = self.data_panel.folder()
-        self.probe_dialog = ProbeDialog(folder, self.settings_panel.image_size_for(folder),
-                                        str(self.record_dir) if self.record_dir else None, self)
+        form = self.settings_panel.config(folder, "")
+        trained = (self.record or {}).get("config") or {}  # measured on what the experiment shown trained
+        self.probe_dialog = ProbeDialog(folder, trained.get("image_size") or self.settings_panel.image_size_for(folder),
+                                        str(self.record_dir) if self.record_dir else None, self,
+                                        model=trained.get("model") or form.model,
+                                        weights=trained.get("weights") or form.weights)
         self.probe_dialog.probed.connect(self._on_probed)
         self.probe_dialog.open()
 

@@ -550,6 +550,20 @@ def test_probe_throughput_opens_on_the_chosen_data(qtbot, make_window, images):
     dialog = window.probe_dialog
     assert dialog.isVisible()
     assert (dialog.data_dir, dialog.image_size, dialog.experiment_dir) == (str(images), 48, None)
+    assert (dialog.model, dialog.weights) == ("seed", "none")
+    dialog.reject()
+
+
+def test_probe_measures_what_the_experiment_shown_trained(qtbot, make_window, images, trained_experiment):
+    """Its probe.json feeds that experiment's prediction: the experiment's image size and model, not the form's."""
+    window = make_window(data_dir=images)
+    ready(qtbot, window)
+    window.settings_panel.image_size.setValue(48)
+    window.settings_panel.model.setCurrentIndex(window.settings_panel.model.findText("seed-bn"))
+    assert window.open_experiment(trained_experiment)
+    window.probe_action.trigger()
+    dialog = window.probe_dialog
+    assert (dialog.image_size, dialog.model, dialog.experiment_dir) == (32, "seed", trained_experiment)
     dialog.reject()
 
 

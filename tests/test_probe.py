@@ -259,3 +259,22 @@ def test_probe_trains_the_chosen_model(tmp_path: Path, data: Path, capsys: pytes
     assert saved["model"] == "mobilenetv3small" and saved["points"][0]["status"] == "ok"
     assert saved["points"][0]["images_per_s"] > 0
     assert "model mobilenetv3small, 32 px" in capsys.readouterr().out
+
+
+def test_cli_probes_what_the_experiment_trained_unless_told_otherwise(tmp_path: Path, data: Path,
+                                                                     trained_experiment: Path) -> None:
+    """Its throughput feeds that experiment's prediction, so by default it is measured at the experiment's
+    image size and model; a flag still wins."""
+    from engine.cli.main import main
+
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    record = json.loads((trained_experiment / "experiment.json").read_text())
+    record["config"]["image_size"] = 16
+    (experiment / "experiment.json").write_text(json.dumps(record))
+    assert main(["probe", str(data), "--batch-sizes", "4", "--steps", "1", "--experiment", str(experiment)]) == 0
+    saved = json.loads((experiment / PROBE_NAME).read_text())
+    assert saved["image_size"] == 16 and saved["model"] == "seed"
+    assert main(["probe", str(data), "--batch-sizes", "4", "--steps", "1", "--experiment", str(experiment),
+                 "--image-size", "24"]) == 0
+    assert json.loads((experiment / PROBE_NAME).read_text())["image_size"] == 24

@@ -16,11 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     probe = subparsers.add_parser("probe", help="measure images/s and peak memory at a ladder of batch sizes")
     probe.add_argument("data", help="folder with one sub-folder per class")
-    probe.add_argument("--image-size", type=positive_int, default=150, help="square side in pixels")
-    probe.add_argument("--model", default="seed", metavar="NAME|FILE.keras",
-                       help=f"model to train: {', '.join(MODEL_NAMES)}, or a .keras file (default: seed)")
-    probe.add_argument("--weights", default="none", metavar="none|imagenet|from-file|FILE",
-                       help="its initial weights (default: none)")
+    probe.add_argument("--image-size", type=positive_int, default=None, metavar="N",
+                       help="square side in pixels (default: the --experiment's, else the data set's recommended "
+                       "size (the demo's is 32), else 150)")
+    probe.add_argument("--model", default=None, metavar="NAME|FILE.keras",
+                       help=f"model to train: {', '.join(MODEL_NAMES)}, or a .keras file (default: the "
+                       "--experiment's, else seed)")
+    probe.add_argument("--weights", default=None, metavar="none|imagenet|from-file|FILE",
+                       help="its initial weights (default: the --experiment's, else none)")
     probe.add_argument("--batch-sizes", nargs="+", type=positive_int, metavar="N", default=None,
                        help="sizes to try, in any order (default: 8, 16, ... up to the training set)")
     probe.add_argument("--steps", type=positive_int, default=3, help="timed steps per size, after one warm-up")
@@ -46,11 +49,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         if not experiment.is_dir():
             raise ConfigError(f"--experiment: {experiment} is not a folder")
     cache = args.cache or (experiment.parent / ".cache" if experiment is not None else None)
+    image_size, model, weights = probe_settings(args, experiment)
     stop = StopToken()
     install_interrupt(stop)
-    result = probe(args.data, image_size=args.image_size, batch_sizes=args.batch_sizes, steps=args.steps,
+    result = probe(args.data, image_size=image_size, batch_sizes=args.batch_sizes, steps=args.steps,
                    memory_budget_mb=args.memory_budget_mb, precision=args.precision, stop=stop, cache_dir=cache,
-                   model=args.model, weights=args.weights,
+                   model=model, weights=weights,
                    listener=lambda event: print(f"… {event.text}", file=sys.stderr, flush=True))
     print(table(result))
     if experiment is not None:
@@ -60,6 +64,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if stop.is_set():
         return exit_codes.STOPPED
     return exit_codes.OK if any(p["images_per_s"] is not None for p in result["points"]) else exit_codes.FAILED
+
+
+def probe_settings(args: argparse.Namespace, experiment: Optional[Path]) -> tuple[int, str, str]:
+    """Image size, model and weights: as given, else the experiment's (its throughput feeds that experiment's
+    prediction, so it must be measured on what it trained), else what ``run`` would pick for the data."""
+    from engine.config import FALLBACK_IMAGE_SIZE
+    from engine.data.recommend import recommended_image_size
+    from engine.record import store
+
+    recorded = experiment is not None and (experiment / store.RECORD_NAME).is_file()
+    trained = store.load(experiment)["config"] if recorded else {}
+    size = args.image_size or trained.get("image_size") or recommended_image_size(args.data) or FALLBACK_IMAGE_SIZE
+    return int(size), args.model or trained.get("model") or "seed", args.weights or trained.get("weights") or "none"
 
 
 def table(result: dict[str, Any]) -> str:
