@@ -181,7 +181,8 @@ def test_run_help_shows_every_flag_with_its_default(capsys):
 def test_other_commands_state_their_defaults(capsys):
     demo = help_text("demo-data", capsys=capsys)
     assert "TO/shapes" in demo and "data/shapes" in demo and "(default: data)" in demo
-    assert "(default: 150)" in help_text("probe", capsys=capsys)
+    probe = " ".join(help_text("probe", capsys=capsys).split())
+    assert "(default: the --experiment's, else the data set's recommended size (the demo's is 32), else 150)" in probe
     assert "COMMAND --help" in help_text(capsys=capsys)
 
 
