@@ -37,3 +37,19 @@ def test_batch_progress_rate_is_bounded_during_a_real_fit() -> None:
     assert all(b - a >= MIN_INTERVAL_S * 0.99 for a, b in zip(times, times[1:]))
     last = progress[-1]
     assert 0 < last.step <= steps and last.images_per_s > 0 and np.isfinite(last.loss)
+
+
+def test_progress_leaves_metrics_out_when_reading_them_would_be_a_collective() -> None:
+    """On several machines (progress_metrics=False) progress still counts steps, but reads no metric: each
+    worker's clock decides when it reports, and a metric read there would be an all-reduce the others skip."""
+    x = np.zeros((400, 4), dtype="float32")
+    y = np.zeros(400, dtype="int32")
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    events: list[Event] = []
+    monitor = RunMonitor(run_index=0, batch_size=2, steps_per_epoch=200, epochs=1, listener=events.append,
+                         stop=StopToken(), min_interval_s=0.0, progress_metrics=False)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[monitor])
+    progress = [e for e in events if isinstance(e, BatchProgress)]
+    assert progress and all(np.isnan(e.loss) and np.isnan(e.accuracy) for e in progress)
+    assert progress[-1].step == 199 and progress[-1].images_per_s > 0

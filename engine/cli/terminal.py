@@ -37,6 +37,10 @@ def fmt_pct(value: Optional[float]) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
+def fmt_loss(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "-"
+
+
 class TerminalProgress:
     """One live bar per run on a terminal; one line per epoch when output is a file or pipe."""
 
@@ -88,7 +92,7 @@ class TerminalProgress:
     def bar(self, e: BatchProgress) -> None:
         width = shutil.get_terminal_size((100, 20)).columns
         text = (f"  bs {e.batch_size:>5} epoch {e.epoch}/{self.epochs} {{bar}} {e.step}/{e.steps_per_epoch}  "
-                f"loss {e.loss:.4f} acc {fmt_pct(e.accuracy)}  {e.images_per_s:.0f} img/s  "
+                f"loss {fmt_loss(e.loss)} acc {fmt_pct(e.accuracy)}  {e.images_per_s:.0f} img/s  "
                 f"ETA {fmt_duration(e.eta_s)}")
         room = max(10, min(30, width - len(text) + 5))
         filled = int(room * e.step / max(e.steps_per_epoch, 1))

@@ -40,10 +40,12 @@ class RunMonitor(keras.callbacks.Callback):
     def __init__(self, *, run_index: int, batch_size: int, steps_per_epoch: int, epochs: int,
                  listener: Listener, stop: StopToken, time_budget_s: Optional[float] = None,
                  min_interval_s: float = 0.25, clock: Callable[[], float] = time.perf_counter,
-                 side_seconds: Optional[Callable[[], float]] = None) -> None:
+                 side_seconds: Optional[Callable[[], float]] = None, progress_metrics: bool = True) -> None:
         """``side_seconds`` gives the time callbacks before this one spent measuring at the epoch
         end (the noise scale): kept out of the epoch's seconds so throughput and time to target
-        compare training alone."""
+        compare training alone. ``progress_metrics=False`` leaves loss and accuracy out of the
+        progress events: on several machines reading a metric is a collective operation, and
+        progress comes on each worker's own clock, so the workers' collectives would not match."""
         super().__init__()
         self.run_index = run_index
         self.batch_size = batch_size
@@ -55,6 +57,7 @@ class RunMonitor(keras.callbacks.Callback):
         self.min_interval_s = min_interval_s
         self.clock = clock
         self.side_seconds = side_seconds or (lambda: 0.0)
+        self.progress_metrics = progress_metrics
         self.started = 0.0
         self.epoch_started = 0.0
         self.train_seconds = 0.0
@@ -116,7 +119,8 @@ class RunMonitor(keras.callbacks.Callback):
         return float("inf")
 
     def _emit_progress(self, steps_done: int, now: float) -> None:
-        metrics = {k: float(v) for k, v in self.model.get_metrics_result().items()}
+        metrics = ({k: float(v) for k, v in self.model.get_metrics_result().items()} if self.progress_metrics
+                   else {})
         in_epoch = now - self.epoch_started
         rate = steps_done * self.batch_size / in_epoch if in_epoch > 0 else 0.0
         if self.epoch_seconds:

@@ -174,7 +174,8 @@ class Trainer:
         monitor = RunMonitor(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps, epochs=epochs,
                              listener=self.emit, stop=self.stop,
                              time_budget_s=cfg.budget_seconds if cfg.budget == "time" else None,
-                             side_seconds=(lambda: noise.last_seconds) if noise else None)
+                             side_seconds=(lambda: noise.last_seconds) if noise else None,
+                             progress_metrics=self.placement.workers <= 1)
         best = run.get("best")
         checkpoint = BestCheckpoint(run_dir / CHECKPOINT_NAME, best["val_accuracy"] if best else None)
         recorder = HistoryRecorder(run_index=run["run_index"], batch_size=size, steps_per_epoch=steps,
