@@ -384,6 +384,9 @@ def test_batch_normalization_batches_are_recorded_and_small_ones_warned(tmp_path
                                              out=str(tmp_path / "out"), precision="fp32", augment=False))
     record = load_record(folder)
     assert [r["bn_per_replica_batch"] for r in record["runs"]] == [4, 16]
+    layers = record["model"]["batch_norm_layers"]
+    assert layers > 0 and all(r["bn_calibration"] == {"samples": 256, "layers": layers,
+                                                      "images": "training, not augmented"} for r in record["runs"])
     advice = summarize(record).advice
     assert "Batch normalization sees fewer than 16 samples per replica (4 at batch size 4)" in advice
     assert "at batch size 16" not in advice

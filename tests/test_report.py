@@ -97,7 +97,7 @@ def test_report_command_writes_one_file_that_renders_offline_without_errors(tmp_
     for expected in ("Target: 90.2% validation accuracy", "✗ missing", "✓ met",
                      "Successive halving trained 396 epochs over all trials, 55% of the 720 a full grid would have "
                      "cost",
-                     "leave-one-out: 2% mean absolute error", "dead: training loss stayed at 1.6091",
+                     "leave-one-out: 2% mean absolute error", "dead: training loss ended at 1.6094",
                      "python main.py run " + shlex.quote(HOSTILE) + " --batch-sizes 16 32 64 128 256 512"):
         assert expected in text, expected
 

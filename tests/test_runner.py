@@ -47,11 +47,13 @@ def test_record_has_the_documented_keys(finished):
     assert [r["batch_size"] for r in record["runs"]] == [4, 16]
     for run in record["runs"]:
         assert run["status"] == "completed" and run["error"] is None
+        assert "bn_calibration" not in run  # the seed CNN has no batch normalization
         assert [h["epoch"] for h in run["history"]] == [1, 2]
         for entry in run["history"]:
             assert set(entry) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "steps",
-                                  "samples", "seconds", "elapsed"}
+                                  "samples", "seconds", "elapsed", "tail_loss"}
             assert entry["lr"] == pytest.approx(0.001)
+            assert entry["tail_loss"] is None  # 18 training images: too few for a tail of 128
         best = max(run["history"], key=lambda h: h["val_accuracy"])
         assert run["best"]["val_accuracy"] == best["val_accuracy"]
         assert (exp / run["checkpoint"]).is_file()
@@ -219,3 +221,30 @@ def test_best_checkpoint_holds_the_model_without_optimizer_state(finished):
         assert "layers" in weights and "optimizer" not in weights
     model = keras.saving.load_model(exp / run["checkpoint"], compile=False, safe_mode=True)
     assert model.output_shape == (None, 3) and model.input_shape == (None, 32, 32, 3)
+
+
+def test_tail_loss_is_the_mean_of_the_epochs_last_quarter_of_batches():
+    """Keras logs a running mean weighted by samples; the tail is recovered from it before and after the tail."""
+    from engine.train.callbacks import HistoryRecorder
+
+    recorder = HistoryRecorder(run_index=0, batch_size=64, steps_per_epoch=10, train_samples=600, previous=None,
+                               monitor=None, checkpoint=None, checkpoint_name="", writer=None, emit=None, best=None)
+    losses = [3.0] * 8 + [1.0, 1.0]  # 8 batches of 64 samples at 3.0, then 64 + 24 samples at 1.0
+    sizes = [64] * 9 + [24]
+    recorder.on_epoch_begin(0)
+    for batch in range(10):
+        running = sum(loss * n for loss, n in zip(losses[:batch + 1], sizes)) / sum(sizes[:batch + 1])
+        recorder.on_train_batch_end(batch, {"loss": running})
+    assert running == pytest.approx(2.70666, rel=1e-4)  # the epoch's mean: the first steps weigh in
+    assert recorder.tail_loss(running, 600) == pytest.approx(1.0)  # the last 2 batches (at least 128 samples)
+    recorder.on_epoch_begin(1)  # a new epoch forgets the last one's running mean: no tail until it is seen
+    assert recorder.tail_loss(running, 600) is None
+
+
+def test_a_real_epoch_records_its_tail_loss(tmp_path):
+    from tests.helpers import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=60)  # 135 training images, 9 steps of 16
+    record = rec.load(run_experiment(config(data, tmp_path / "out", batch_sizes=[16], epochs=1)))
+    entry = record["runs"][0]["history"][0]
+    assert isinstance(entry["tail_loss"], float) and entry["tail_loss"] > 0.0 and entry["tail_loss"] != entry["loss"]

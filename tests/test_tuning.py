@@ -8,7 +8,7 @@ import math
 import pytest
 
 from engine.analysis import tuning
-from engine.analysis.diagnosis import diagnoses
+from engine.analysis.diagnosis import diagnoses, explain, is_dead
 from engine.analysis.finalize import finalize
 from engine.analysis.summary import summarize
 from engine.cli.terminal import conclusions
@@ -182,7 +182,7 @@ def test_dead_and_diverged_trials_are_labelled_with_the_reason_and_what_to_try()
     assert found[2].note == "diverged: the loss became NaN in epoch 2; try a lower learning rate"  # the runner's
     dead = found[1]
     assert dead.kind == "dead" and dead.batch_size == 32 and dead.lr == 0.001
-    assert dead.note.startswith("dead: training loss stayed at 1.6094, the loss of guessing (ln 5 = 1.6094), and "
+    assert dead.note.startswith("dead: training loss ended at 1.6094, the loss of guessing (ln 5 = 1.6094), and "
                                 "validation accuracy at chance (20.0%, chance 20.0%)")
     # 0.0003 learned at this batch size, so the lower learning rate to try is that one.
     assert dead.note.endswith("try a lower learning rate (0.0003 learned at this batch size), a smaller image size "
@@ -193,6 +193,19 @@ def test_dead_and_diverged_trials_are_labelled_with_the_reason_and_what_to_try()
     assert "smaller image size" not in diagnoses(dead_record(image_size=32))[0].note
     # A trial that learned slowly is not dead: its loss left the loss of guessing.
     assert 0 not in found
+
+
+def test_a_trial_that_died_in_its_first_epoch_is_dead_by_its_tail_loss() -> None:
+    """The epoch's mean averages in the steps before the network died; the last quarter of batches does not."""
+    record = dead_record()
+    guess = math.log(5)
+    run = trial(0, 32, 0.003, 0, [0.2], losses=[2.04])
+    assert not is_dead(run["history"], record["dataset"])  # by the epoch's mean it looks like confident mistakes
+    run["history"][0]["tail_loss"] = guess + 0.001
+    assert is_dead(run["history"], record["dataset"])
+    assert explain("dead", run, record).startswith(f"dead: training loss ended at {guess + 0.001:.4f}, the loss")
+    run["history"][0]["tail_loss"] = 1.2  # the tail left the loss of guessing: still learning
+    assert not is_dead(run["history"], record["dataset"])
 
 
 def test_a_batch_size_where_no_trial_learned_makes_a_comparison_of_dead_networks() -> None:
@@ -209,7 +222,7 @@ def test_a_batch_size_where_no_trial_learned_makes_a_comparison_of_dead_networks
     assert summary.batches[1].lr_band is None and summary.batches[1].lr_edge is None
     text = conclusions(summary)
     assert "Diagnoses (5 trials did not train):" in text
-    assert "bs 256 lr 0.001 seed 0: dead: training loss stayed at 1.6094" in text
+    assert "bs 256 lr 0.001 seed 0: dead: training loss ended at 1.6094" in text
 
 
 def test_every_trial_at_chance_gives_no_target() -> None:

@@ -1,11 +1,13 @@
 """Trials that did not train, named with the reason and what to try.
 
-A *dead* trial never left chance: its training loss stayed within 1% of the loss of guessing
+A *dead* trial never left chance: its training loss ended within 1% of the loss of guessing
 (ln(classes) on balanced data; the entropy of the class shares in general, which is what a network
-that learned only the class biases reaches) and its val accuracy at chance. At 150 px the seed
-CNN's Dense(512) often ends up with its ReLUs dead after Adam's first steps; comparing batch sizes
-there compares two dead networks. A *diverged* trial's loss became NaN. The runner may already
-have labelled a trial (``trial.stop_reason`` and ``trial.note``); its note is kept as written.
+that learned only the class biases reaches) and its val accuracy at chance. "Ended" is the mean of
+the last epoch's last quarter of batches (``tail_loss``), not the epoch's mean, which still averages
+in the steps before a network that dies within its first epoch has died. At 150 px the seed CNN's
+Dense(512) often ends up with its ReLUs dead after Adam's first steps; comparing batch sizes there
+compares two dead networks. A *diverged* trial's loss became NaN. The runner may already have
+labelled a trial (``trial.stop_reason`` and ``trial.note``); its note is kept as written.
 """
 
 from __future__ import annotations
@@ -71,16 +73,24 @@ def diagnoses(record: dict[str, Any]) -> list[Diagnosis]:
     return [d for d in found if d is not None]
 
 
+def end_loss(history: list[dict[str, Any]]) -> Optional[float]:
+    """The training loss where the trial stands now: the last epoch's tail (its last quarter of batches)
+    when recorded, else that epoch's mean, which still averages in its first steps."""
+    last = next((h for h in reversed(history) if finite(h.get("loss"))), None)
+    if last is None:
+        return None
+    return last["tail_loss"] if finite(last.get("tail_loss")) else last["loss"]
+
+
 def is_dead(history: list[dict[str, Any]], dataset: Optional[dict[str, Any]]) -> bool:
-    """The last training loss sits within 1% of the loss of guessing (either side) and val accuracy
+    """The training loss at the end sits within 1% of the loss of guessing (either side) and val accuracy
     never left chance: the network learned nothing beyond the class shares. A loss far above the
     loss of guessing is a network making confident mistakes, which may still learn: not dead."""
-    guess, chance = chance_loss(dataset), chance_accuracy(dataset)
-    losses = [h["loss"] for h in history if finite(h.get("loss"))]
+    guess, chance, loss = chance_loss(dataset), chance_accuracy(dataset), end_loss(history)
     accuracies = [h["val_accuracy"] for h in history if finite(h.get("val_accuracy"))]
-    if guess is None or chance is None or not losses or not accuracies:
+    if guess is None or chance is None or loss is None or not accuracies:
         return False
-    return abs(losses[-1] - guess) <= DEAD_LOSS_TOLERANCE * guess and max(accuracies) <= chance + chance_margin(dataset)
+    return abs(loss - guess) <= DEAD_LOSS_TOLERANCE * guess and max(accuracies) <= chance + chance_margin(dataset)
 
 
 def remedies(record: dict[str, Any], run: Optional[dict[str, Any]] = None) -> list[str]:
@@ -121,13 +131,13 @@ def explain(kind: str, run: dict[str, Any], record: dict[str, Any]) -> str:
                               and _learned(r, record) for r in record.get("runs", [])):
         tries = "the same learning rate learned with another seed, so the initial weights decided it; " + tries
     if kind == "dead":
-        loss = min(h["loss"] for h in history if finite(h.get("loss")))
+        loss = end_loss(history)
         guess = chance_loss(record.get("dataset")) or loss
         classes = len((record.get("dataset") or {}).get("classes") or [])
         named = f"ln {classes} = {guess:.4f}" if classes and abs(guess - math.log(classes)) < 1e-9 else f"{guess:.4f}"
         best = max(h["val_accuracy"] for h in history if finite(h.get("val_accuracy")))
         chance = chance_accuracy(record.get("dataset"))
-        return (f"dead: training loss stayed at {loss:.4f}, the loss of guessing ({named}), and validation accuracy "
+        return (f"dead: training loss ended at {loss:.4f}, the loss of guessing ({named}), and validation accuracy "
                 f"at chance ({pct(best)}, chance {pct(chance)}); {tries}")
     if kind == "diverged":
         epoch = next((h.get("epoch") for h in history if "loss" in h and not finite(h["loss"])), len(history) + 1)

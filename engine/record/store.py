@@ -36,13 +36,16 @@ Layout (schema version 1; keys are a contract, only ever added to):
         epochs_planned, steps_per_epoch, train_samples, device, precision, replicas,
         per_replica_batch,
         history [{epoch, loss, accuracy, val_loss, val_accuracy, lr, steps, samples,
-                  seconds, elapsed, images_per_s; with --noise-scale also noise_scale
+                  seconds, elapsed, images_per_s, tail_loss (mean training loss of the epoch's
+                  last quarter of batches, or null); with --noise-scale also noise_scale
                   (B_simple), gns_trace (tr Sigma), gns_grad_sq (|G|^2)}],
         best {epoch, val_accuracy, val_loss} or null, checkpoint (relative path) or null,
         checkpoint_sha256, tensorboard (relative path), epochs_run, seconds_per_epoch,
         images_per_s, time_to_target {epoch, steps, samples, seconds} or null (not reached),
         restarts [notes of attempts discarded by --resume], started, finished,
         bn_per_replica_batch (models with batch normalization: the samples each BN layer averages),
+        bn_calibration {samples, layers, images} (one replica, batch normalization that trains: the moving
+        statistics were recomputed from that many training images before each validation),
         on a Ray cluster: node (Ray node id of the last segment), hostname, retries [{node,
         hostname, at, error, epochs_discarded}]
 
@@ -195,7 +198,7 @@ def _check_shape(path: Path, record: Any) -> None:
             raise RecordError(f"{path}: runs[{i}].best.val_accuracy is not a number")
 
 
-_HISTORY_NUMBERS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "steps", "samples", "seconds",
+_HISTORY_NUMBERS = ("epoch", "loss", "tail_loss", "accuracy", "val_loss", "val_accuracy", "lr", "steps", "samples", "seconds",
                     "elapsed", "images_per_s", "noise_scale", "gns_trace", "gns_grad_sq")
 _RUN_TYPES: dict[str, tuple[type, ...]] = {
     "run_index": (int,), "repeat": (int,), "seed": (int,), "epochs_run": (int,), "replicas": (int,),

@@ -197,7 +197,9 @@ class HistoryRecorder(keras.callbacks.Callback):
     entry), so a trial trained in segments counts like one trained in one go.
     """
 
-    SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "images_per_s", "noise_scale")
+    SCALARS = ("loss", "tail_loss", "accuracy", "val_loss", "val_accuracy", "lr", "images_per_s", "noise_scale")
+    TAIL = 4  # tail_loss: the last quarter of the epoch's batches,
+    TAIL_SAMPLES = 128  # and at least this many samples (fewer judge a loss to 1% only by luck)
     EXTRA = ("noise_scale", "gns_trace", "gns_grad_sq")
 
     def __init__(self, *, run_index: int, batch_size: int, steps_per_epoch: int, train_samples: int,
@@ -215,6 +217,26 @@ class HistoryRecorder(keras.callbacks.Callback):
         self.writer = writer
         self.emit = emit
         self.best = best
+        tail = max(steps_per_epoch // self.TAIL, -(-self.TAIL_SAMPLES // batch_size))
+        self.tail_from = steps_per_epoch - tail  # batches before the tail; < 1: the epoch is too short for one
+        self.loss_before_tail: Optional[float] = None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.loss_before_tail = None
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if batch + 1 == self.tail_from and logs and "loss" in logs:  # logs are Python numbers already
+            self.loss_before_tail = float(logs["loss"])
+
+    def tail_loss(self, loss: float, samples: int) -> Optional[float]:
+        """Mean training loss over the epoch's last batches, from the running means before and after them.
+        The epoch's loss averages in its first steps; a network that died within its first epoch (its
+        ReLUs dead after a few large steps) shows a mean above the loss of guessing and a tail right on it."""
+        before = self.loss_before_tail
+        done = self.tail_from * self.batch_size
+        if before is None or self.tail_from < 1 or samples <= done or not math.isfinite(loss):
+            return None
+        return clean_number((loss * samples - before * done) / (samples - done))
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
@@ -227,6 +249,8 @@ class HistoryRecorder(keras.callbacks.Callback):
         entry = {
             "epoch": epoch + 1,
             "loss": clean_number(float(logs.get("loss", float("nan")))),
+            "tail_loss": None if self.monitor.out_of_time else self.tail_loss(float(logs.get("loss", float("nan"))),
+                                                                              samples),
             "accuracy": clean_number(float(logs.get("accuracy", float("nan")))),
             "val_loss": clean_number(float(logs.get("val_loss", float("nan")))),
             "val_accuracy": clean_number(float(logs.get("val_accuracy", float("nan")))),

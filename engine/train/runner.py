@@ -24,6 +24,7 @@ from engine.events import Event, LogMessage, RecordUpdated, RunFinished, RunPaus
 from engine.record import store as rec
 from engine.stop import StopRequested, StopToken
 from engine.train.callbacks import BestCheckpoint, Diverged, HistoryRecorder, PatienceStop, RunMonitor, TrainingFailed
+from engine.train.bn_calibration import BatchNormCalibration, calibrates, calibration_images, calibration_record
 from engine.train.lr_schedule import WarmupCallback
 from engine.train.memory import forget_traced_steps, trim_heap
 from engine.train.models.build import build_model
@@ -157,6 +158,8 @@ class Trainer:
                        "trial": {"rung": 0, "stopped_at_rung": None, "stop_reason": None, "note": None}}
             if built.info.get("batch_norm_layers"):  # what each batch-normalization layer averages over
                 updates["bn_per_replica_batch"] = updates["per_replica_batch"]
+            if calibrates(model, replicas):
+                updates["bn_calibration"] = calibration_record(model)
         else:
             model = keras.saving.load_model(rec.inside(self.dir, run["state_file"]), safe_mode=True)
         size, steps, epochs = run["batch_size"], run["steps_per_epoch"], run["epochs_planned"]
@@ -184,6 +187,10 @@ class Trainer:
                                    checkpoint_name=(run_dir / CHECKPOINT_NAME).relative_to(self.dir).as_posix(),
                                    writer=writer, emit=self.emit, best=best)
         callbacks: list[keras.callbacks.Callback] = [monitor, checkpoint, recorder]
+        if calibrates(model, int(model.distribute_strategy.num_replicas_in_sync)):  # after the monitor: its
+            # training seconds end where validation (and so this) begins
+            callbacks.insert(1, BatchNormCalibration(calibration_images(p.data.images, p.data.labels, p.train_idx,
+                                                                        stream_seed)))
         patience = PatienceStop(cfg.patience, history) if cfg.patience > 0 else None
         if patience:
             callbacks.append(patience)

@@ -13,6 +13,7 @@ from ExperimentStarted with every later event folded in by apply_event, and ever
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -192,18 +193,32 @@ def local_runtime(work: Path, data: Path) -> dict[str, Any]:
                                                                          "environment": {}}
     return {"returncode": done.returncode, "stderr_tail": done.stderr[-2000:], "stdout_tail": done.stdout[-3000:],
             "status": record["status"], "nodes": [r.get("node") for r in record["runs"]],
-            "distribution": record["environment"].get("distribution"), "ray_left": ray_processes()}
+            "distribution": record["environment"].get("distribution"), "ray_left": ray_processes_after(60.0)}
+
+
+def ray_processes_after(grace: float) -> list[str]:
+    """Ray's processes still running once ``grace`` seconds have passed: a worker of a stopped runtime exits when
+    it notices its raylet is gone, which takes a moment on a busy machine."""
+    deadline = time.monotonic() + grace
+    while (left := ray_processes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
 
 
 def ray_processes() -> list[str]:
-    """Ray's own processes still running in this PID namespace."""
+    """Ray's own processes alive in this PID namespace. This scenario is the namespace's first process, so the
+    orphans of a stopped runtime become its children: reap those that exited (a zombie is not running)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
     names = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if name in ("raylet", "gcs_server", "plasma_store") or name.startswith("ray::"):
+        if state != "Z" and (name in ("raylet", "gcs_server", "plasma_store") or name.startswith("ray::")):
             names.append(name)
     return names
 
