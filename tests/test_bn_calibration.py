@@ -37,6 +37,9 @@ def test_moving_statistics_become_the_average_over_the_calibration_batches() -> 
     per_batch_variance = conv.var(axis=(1, 2, 3)).mean(axis=0)  # the layer's batch variances, averaged
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), per_batch_variance, rtol=1e-3)
     assert bn.momentum == pytest.approx(0.99)  # restored for training
+    first = keras.ops.convert_to_numpy(bn.moving_variance).copy()
+    callback.on_test_begin()  # the traced pass again, on the same images: the same statistics, not a blend
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), first, rtol=1e-6)
     # A frozen layer is not what training updates: left as it was.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("frozen_bn").moving_variance),
                                   frozen_before)
@@ -48,3 +51,13 @@ def test_only_models_with_batch_normalization_on_one_replica_are_calibrated() ->
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                               keras.layers.Dense(2)])
     assert not calibrates(plain, 1)
+
+
+def test_the_cost_benchmark_prints_the_calibration_against_an_epoch(capsys) -> None:
+    from engine.measure.bn_calibration_cost import main
+
+    assert main(["--model", "seed-bn", "--image-size", "32", "--batch-size", "8", "--steps", "2", "--rounds", "1",
+                 "--train-images", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("seed-bn at 32 px, batch 8: ") and "an epoch is 8 steps" in lines[0]
+    assert lines[1].startswith("round 1: epoch (scaled)") and "% of the epoch) | eager" in lines[1]

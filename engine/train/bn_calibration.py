@@ -35,12 +35,18 @@ def calibrated_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
 
 class BatchNormCalibration(keras.callbacks.Callback):
     """Before fit's validation, set every updated layer's moving statistics to their average over
-    ``images`` (training images, not augmented: what the network will be asked about)."""
+    ``images`` (training images, not augmented: what the network will be asked about).
+
+    The forward passes run as one traced function with momentum 0, so each call leaves one batch's
+    statistics in the moving variables; they are summed here and averaged. (Changing the momentum
+    per batch instead would need eager calls, measured 3-4 times slower than a traced forward pass.)
+    """
 
     def __init__(self, images: tf.data.Dataset) -> None:
         super().__init__()
         self.images = images
         self.layers: list[keras.layers.BatchNormalization] = []
+        self.forward: Any = None
 
     def on_train_begin(self, logs=None) -> None:
         self.layers = calibrated_layers(self.model)
@@ -48,10 +54,22 @@ class BatchNormCalibration(keras.callbacks.Callback):
     def on_test_begin(self, logs=None) -> None:
         momenta = [layer.momentum for layer in self.layers]
         try:
-            for i, batch in enumerate(self.images):
-                for layer in self.layers:  # moving = moving * i/(i+1) + batch/(i+1): the running plain average
-                    layer.momentum = i / (i + 1)
-                self.model(batch, training=True)
+            for layer in self.layers:
+                layer.momentum = 0.0  # read when the function is traced, the first time only
+            if self.forward is None:
+                self.forward = tf.function(lambda x: self.model(x, training=True))
+            sums = [[np.zeros(v.shape, "float64") for v in (layer.moving_mean, layer.moving_variance)]
+                    for layer in self.layers]
+            batches = 0
+            for batch in self.images:
+                self.forward(batch)
+                batches += 1
+                for layer, (mean, variance) in zip(self.layers, sums):
+                    mean += keras.ops.convert_to_numpy(layer.moving_mean)
+                    variance += keras.ops.convert_to_numpy(layer.moving_variance)
+            for layer, (mean, variance) in zip(self.layers, sums if batches else []):
+                layer.moving_mean.assign(mean / batches)
+                layer.moving_variance.assign(variance / batches)
         finally:
             for layer, momentum in zip(self.layers, momenta):
                 layer.momentum = momentum
