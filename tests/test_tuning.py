@@ -11,6 +11,7 @@ from engine.analysis import tuning
 from engine.analysis.diagnosis import diagnoses, explain, is_dead
 from engine.analysis.finalize import finalize
 from engine.analysis.summary import summarize
+from engine.analysis.words import lr as lr_words
 from engine.cli.terminal import conclusions
 from engine.record.target import experiment_target
 from tests.trial_records import experiment, reaching, trial
@@ -206,6 +207,15 @@ def test_a_trial_that_died_in_its_first_epoch_is_dead_by_its_tail_loss() -> None
     assert explain("dead", run, record).startswith(f"dead: training loss ended at {guess + 0.001:.4f}, the loss")
     run["history"][0]["tail_loss"] = 1.2  # the tail left the loss of guessing: still learning
     assert not is_dead(run["history"], record["dataset"])
+
+
+def test_when_every_rate_of_a_batch_size_died_the_rate_to_try_is_below_the_lowest_tried() -> None:
+    record = dead_record()
+    middle = next(r for r in record["runs"] if r["batch_size"] == 256 and r["lr"] == LRS[1])
+    lowest = min(LRS)
+    assert f"try a lower learning rate (e.g. {lr_words(lowest / 3)})" in explain("dead", middle, record)
+    assert f"none is recommended; try a lower learning rate (e.g. {lr_words(lowest / 3)})" in \
+        summarize(record).advice
 
 
 def test_a_batch_size_where_no_trial_learned_makes_a_comparison_of_dead_networks() -> None:

@@ -105,8 +105,11 @@ def remedies(record: dict[str, Any], run: Optional[dict[str, Any]] = None) -> li
         out = [f"a higher learning rate ({lr(learned[0])} learned at this batch size)"]
     elif learned and finite(rate) and rate > learned[-1]:
         out = [f"a lower learning rate ({lr(learned[-1])} learned at this batch size)"]
-    else:
-        out = [f"a lower learning rate (e.g. {lr(rate / 3)})" if finite(rate) else "a lower learning rate"]
+    else:  # nothing learned: below every rate tried (suggesting one that already died helps nobody)
+        tried = [r["lr"] for r in record.get("runs", []) if finite(r.get("lr"))
+                 and (run is None or r["batch_size"] == run["batch_size"])]
+        lowest = min(tried + ([rate] if finite(rate) else []), default=None)
+        out = [f"a lower learning rate (e.g. {lr(lowest / 3)})" if lowest is not None else "a lower learning rate"]
     size = config.get("image_size")
     if isinstance(size, int) and size > SMALL_IMAGE:
         out.append(f"a smaller image size (now {size} px; --image-size {SMALL_IMAGE})")
