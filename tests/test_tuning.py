@@ -230,6 +230,7 @@ def test_a_batch_size_where_no_trial_learned_makes_a_comparison_of_dead_networks
     assert cells[(256, 0.001)].stop_reason == "dead" and cells[(32, 0.003)].stop_reason == "diverged"
     assert not any(c.best or c.in_band for c in summary.cells if c.batch_size == 256)  # no best among the dead
     assert summary.batches[1].lr_band is None and summary.batches[1].lr_edge is None
+    assert summary.batches[1].lr is None and summary.batches[0].lr == LRS[0]  # no best rate among the dead
     text = conclusions(summary)
     assert "Diagnoses (5 trials did not train):" in text
     assert "bs 256 lr 0.001 seed 0: dead: training loss ended at 1.6094" in text

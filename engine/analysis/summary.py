@@ -114,7 +114,8 @@ def _batch_summary(t: TunedBatch) -> BatchSummary:
     return BatchSummary(
         batch_size=t.batch_size, runs=runs,
         best_mean=best.best_val_accuracy if best else None, best_std=best.best_std if best else None,
-        lr=best.lr if best else None, reached=best.reached if best else 0, to_target=best.to_target if best else None,
+        lr=best.lr if best and t.state != "dead" else None,  # where nothing learned, no rate is the best
+        reached=best.reached if best else 0, to_target=best.to_target if best else None,
         images_per_s=statistics.fmean(rates) if rates else None, noise_scale=noise[-1] if noise else None,
         trials=t.runs, lrs=[c.lr for c in t.configurations if c.lr is not None], lr_band=t.lr_band,
         lr_edge=t.edge, state=t.state,

@@ -539,9 +539,10 @@ def _log_ticks(axis: Any, subs: tuple[float, ...]) -> None:
 
 
 def _percent_formatter() -> Any:
-    from matplotlib.ticker import FuncFormatter
+    """Percent ticks with as many decimals as the axis range needs (20%-23% would repeat '22%' otherwise)."""
+    from matplotlib.ticker import PercentFormatter
 
-    return FuncFormatter(lambda value, _: f"{100 * value:.0f}%")
+    return PercentFormatter(xmax=1.0)
 
 
 def _wrap(text: str, width: int) -> str:
