@@ -156,13 +156,13 @@ def test_a_gap_within_the_seed_noise_gives_either_not_a_winner() -> None:
 def test_dead_batch_sizes_get_no_recommendation_and_say_what_to_try() -> None:
     facts = full_facts()
     facts.dead = [256]
-    facts.remedies = ["a lower learning rate (e.g. 0.0003)", "a model with batch normalization (--model seed-bn)"]
+    facts.remedies = ["a lower learning rate (e.g. 0.0003)", "a small model (--model mobilenetv3small)"]
     facts.trouble = {"dead": 3}
     text = advise(facts)
     assert_no_recommendation(text)
     assert text.startswith("This comparison includes dead networks: no trial of batch size 256 learned")
     assert "comparing it with 32, 64 and 128 says nothing about the batch size and none is recommended; try a lower " \
-           "learning rate (e.g. 0.0003) or a model with batch normalization (--model seed-bn)." in text
+           "learning rate (e.g. 0.0003) or a small model (--model mobilenetv3small)." in text
     assert "Trials that did not train: 3 dead (stuck at chance)" in text
     facts.dead = [32, 64, 128, 256]
     text = advise(facts)

@@ -187,11 +187,18 @@ def test_dead_and_diverged_trials_are_labelled_with_the_reason_and_what_to_try()
                                 "validation accuracy at chance (20.0%, chance 20.0%)")
     # 0.0003 learned at this batch size, so the lower learning rate to try is that one.
     assert dead.note.endswith("try a lower learning rate (0.0003 learned at this batch size), a smaller image size "
-                              "(now 150 px; --image-size 32) or a model with batch normalization (--model seed-bn)")
+                              "(now 150 px; --image-size 32) or a small model with batch normalization "
+                              "(--model mobilenetv3small --weights none)")
     at_256 = found[3].note  # nothing learned at 256: a generic lower learning rate
     assert at_256.endswith("try a lower learning rate (e.g. 0.0001), a smaller image size (now 150 px; "
-                           "--image-size 32) or a model with batch normalization (--model seed-bn)")
+                           "--image-size 32) or a small model with batch normalization (--model mobilenetv3small "
+                           "--weights none)")
     assert "smaller image size" not in diagnoses(dead_record(image_size=32))[0].note
+    with_bn = dead_record()
+    with_bn["config"]["model"] = "seed-bn"  # measured no better than the seed at 150 px (README)
+    assert "--model mobilenetv3small" in diagnoses(with_bn)[0].note
+    with_bn["config"]["model"] = "mobilenetv3small"
+    assert "--model" not in diagnoses(with_bn)[0].note
     # A trial that learned slowly is not dead: its loss left the loss of guessing.
     assert 0 not in found
 
