@@ -51,11 +51,14 @@ def start(*args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def read(exp: Path) -> Optional[dict]:
+def read(exp: Path) -> tuple[Optional[dict], float]:
+    """The record and its modification time, both from one open file: a writer replaces the record by
+    rename, so a separate stat could date an older version's content by a newer file."""
     try:
-        return json.loads((exp / rec.RECORD_NAME).read_text())
+        with open(exp / rec.RECORD_NAME, "rb") as f:
+            return json.loads(f.read()), os.fstat(f.fileno()).st_mtime
     except (FileNotFoundError, json.JSONDecodeError):  # the parent must see no torn record either
-        return None
+        return None, 0.0
 
 
 def kill_when(proc: subprocess.Popen, exp_of: Callable[[], Optional[Path]],
@@ -66,8 +69,8 @@ def kill_when(proc: subprocess.Popen, exp_of: Callable[[], Optional[Path]],
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"finished before the kill point: {proc.stderr.read().decode()[-2000:]}"
         exp = exp_of()
-        record = read(exp) if exp else None
-        if record is not None and (exp / rec.RECORD_NAME).stat().st_mtime > since:
+        record, modified = read(exp) if exp else (None, 0.0)
+        if record is not None and modified > since:
             seen.append(record)
             if moment(exp, record):
                 proc.send_signal(signal.SIGKILL)
