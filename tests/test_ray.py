@@ -190,6 +190,46 @@ def test_lost_workers_and_nodes_are_retried_but_training_errors_are_not():
     assert not is_lost(None)
 
 
+def test_a_client_server_that_fails_to_start_is_tried_again_but_a_refused_token_is_not(monkeypatch, tiny_data):
+    """Ray Client's head starts a server process per driver, and on a busy head that can fail (seen in CI): two more
+    tries, each told as a warning; the last failure names the server's own reason. A refused token fails at once."""
+    from engine.scale import ray_cluster
+
+    server_died = ConnectionAbortedError(
+        "Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\", line 772\n"
+        "RuntimeError: Starting Ray client server failed. See ray_client_server_23002.err for detailed logs.\n")
+    refused = ConnectionAbortedError("Initialization failure from server:\nUnauthenticated: invalid token\n")
+    monkeypatch.setattr(ray_cluster, "CLIENT_RETRY_PAUSE_S", 0.0)
+
+    def attempt(address: str, error: Exception) -> tuple[int, list[ev.LogMessage], str]:
+        calls, said = [], []
+
+        def failing_init(**options):
+            calls.append(options["address"])
+            raise error
+
+        monkeypatch.setattr(ray, "init", failing_init)
+        with pytest.raises(ConfigError) as failure:
+            ray_cluster.connect(ExperimentConfig(data_dir=str(tiny_data), batch_sizes=[4], ray_address=address),
+                                said.append)
+        assert set(calls) == {address}
+        return len(calls), said, str(failure.value)
+
+    with socket.socket() as head:  # something listens there, so the address is reachable
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"ray://127.0.0.1:{head.getsockname()[1]}"
+        calls, said, message = attempt(address, server_died)
+        assert calls == 3
+        assert [(e.level, e.text.rsplit("; ", 1)[-1]) for e in said] == [("warning", "trying again (2 of 3)"),
+                                                                         ("warning", "trying again (3 of 3)")]
+        assert message == (f"ray cluster {address}: cannot connect (Initialization failure from server: RuntimeError: "
+                           "Starting Ray client server failed. See ray_client_server_23002.err for detailed logs.)")
+        calls, said, message = attempt(address, refused)
+        assert calls == 1 and said == []
+        assert message.startswith(f"ray cluster {address}: refused this machine")
+
+
 # -- an address where nothing listens -----------------------------------------------------------------
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2_before_any_folder_exists(tmp_path, tiny_data):

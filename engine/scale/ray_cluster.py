@@ -4,7 +4,9 @@ Connecting is part of choosing the placement (engine.scale.distribute.place), be
 experiment folder exists: an address that cannot be reached is one line naming it (exit 2
 on the command line, a notice in the window), and leaves nothing behind. Ray itself takes
 up to 20 retries of its own connection timeout to give up on an address, so the head's port
-is tried first, with a short timeout.
+is tried first, with a short timeout. Through Ray Client (``ray://``) the head starts one
+server process per driver, and on a busy head that start can fail (measured: 3 connections in
+18 with the head's two cores saturated); such a failure is tried again, twice.
 
 The trials' workers get this checkout's ``engine`` package (Ray's ``py_modules``): every
 node runs the driver's code, whatever BatchLab version it has installed. Nodes still need
@@ -14,6 +16,7 @@ the same Python packages (TensorFlow, Keras, Ray) as the driver.
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,6 +28,9 @@ from engine.train.placement import Placement
 
 ENGINE_DIR = Path(__file__).resolve().parents[1]
 REACH_TIMEOUT_S = 5.0
+CLIENT_ATTEMPTS = 3
+CLIENT_RETRY_PAUSE_S = 2.0
+SERVER_START_FAILED = "Initialization failure from server"  # Ray Client: the head's server for this driver died
 NAMESPACE = "batchlab"
 HEAD_RESOURCE = "node:__internal_head__"  # a resource Ray gives the head node only
 CODE = {"py_modules": [str(ENGINE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
@@ -72,14 +78,20 @@ def connect(config: ExperimentConfig, listener: Listener = ignore) -> RayPlaceme
         ray.shutdown()
     options: dict[str, Any] = {"address": "local", "include_dashboard": False} if address == RAY_LOCAL else \
         {"address": address}
-    try:
-        ray.init(**options, logging_level="ERROR", log_to_driver=False, namespace=NAMESPACE, runtime_env=CODE)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        request = trial_request(config.trial_gpus, config.trial_cpus, ray.cluster_resources().get("GPU", 0.0))
-    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; each becomes one line naming the address
-        if ray.is_initialized():
-            ray.shutdown()
-        raise ClusterUnreachable(f"ray cluster {address}: {connect_failure(exc)}") from None
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(**options, logging_level="ERROR", log_to_driver=False, namespace=NAMESPACE, runtime_env=CODE)
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            request = trial_request(config.trial_gpus, config.trial_cpus, ray.cluster_resources().get("GPU", 0.0))
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; each becomes one line naming the address
+            if ray.is_initialized():
+                ray.shutdown()
+            if attempt == CLIENT_ATTEMPTS or not server_start_failed(exc):
+                raise ClusterUnreachable(f"ray cluster {address}: {connect_failure(exc)}") from None
+            listener(LogMessage("warning", f"Ray: {address} {connect_failure(exc)}; trying again "
+                                           f"({attempt + 1} of {CLIENT_ATTEMPTS})"))
+            time.sleep(CLIENT_RETRY_PAUSE_S)
     problem = unfit_request(request, [n.get("Resources", {}) for n in nodes])
     if problem:
         ray.shutdown()
@@ -113,15 +125,29 @@ def check_reachable(address: str) -> None:
 
 
 def connect_failure(exc: BaseException) -> str:
-    """Why ``ray.init`` failed, in words: Ray's own message hides a refused token in the exception's cause."""
+    """Why ``ray.init`` failed, in words."""
+    if refused_token(exc):
+        return ("refused this machine: the cluster uses token authentication; set RAY_AUTH_MODE=token here and give "
+                "this machine the head's token (its ~/.ray/auth_token)")
+    text = str(exc) or type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):  # a heading over the server's traceback: its last line says why
+        text = f"{lines[0]} {lines[-1]}"
+    return f"cannot connect ({one_line(text)})"
+
+
+def refused_token(exc: BaseException) -> bool:
+    """Ray's own message hides a refused token in the exception's cause."""
     chain, cause = [], exc
     while cause is not None and len(chain) < 5:
         chain.append(str(cause))
         cause = cause.__cause__ or cause.__context__
-    if any("Unauthenticated" in text or "auth" in text.lower() for text in chain):
-        return ("refused this machine: the cluster uses token authentication; set RAY_AUTH_MODE=token here and give "
-                "this machine the head's token (its ~/.ray/auth_token)")
-    return f"cannot connect ({one_line(chain[0] or type(exc).__name__)})"
+    return any("Unauthenticated" in text or "auth" in text.lower() for text in chain)
+
+
+def server_start_failed(exc: BaseException) -> bool:
+    """Ray Client's head could not start this driver's server: worth another try, unlike a refused token."""
+    return isinstance(exc, ConnectionAbortedError) and SERVER_START_FAILED in str(exc) and not refused_token(exc)
 
 
 def describe_node(node: dict[str, Any]) -> dict[str, Any]:
