@@ -143,7 +143,8 @@ def test_two_workers_train_one_experiment_and_only_the_chief_writes(tmp_path):
     run = record["runs"][0]
     assert run["status"] == "completed" and run["replicas"] == 2 and run["per_replica_batch"] == 3
     assert (experiments[0] / run["checkpoint"]).is_file()
-    assert list((tmp_path / "tmp1").iterdir()) == []  # the non-chief removed its scratch folder
+    # The non-chief removed its scratch folder; autograph's bytecode cache of its generated modules is TensorFlow's.
+    assert [p for p in (tmp_path / "tmp1").iterdir() if p.name != "__pycache__"] == []
     assert "chief keeps the record" in outputs[1]
 
 
